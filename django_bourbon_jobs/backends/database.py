@@ -1,0 +1,107 @@
+"""The ``django.tasks`` backend that stores every job in the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.apps import apps
+from django.core import checks
+from django.db import router, transaction
+from django.tasks import Task, TaskResult
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from django_bourbon_jobs import log
+from django_bourbon_jobs.exceptions import InvalidPayload
+from django_bourbon_jobs.serialization import ensure_json
+from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
+from django_bourbon_jobs.worker import wakeup
+
+
+class DatabaseBackend(BaseTaskBackend):
+    task_class = BourbonTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        # Unlike Django's default of ["default"], any queue name is accepted
+        # unless the project lists its queues.
+        self.queues = set(params.get("QUEUES", []))
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        options = task_options(task)
+        if options is None:
+            return
+        if options.max_attempts is not None and not (
+            isinstance(options.max_attempts, int) and options.max_attempts >= 1
+        ):
+            raise InvalidTask("max_attempts must be a whole number of at least 1.")
+        if options.timeout is not None and not (
+            isinstance(options.timeout, int | float) and options.timeout > 0
+        ):
+            raise InvalidTask("timeout must be a number of seconds greater than 0.")
+        if options.backoff is not None and not callable(options.backoff):
+            raise InvalidTask("backoff must be a callable (exception, task_result) -> seconds or None.")
+
+    def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+        from django_bourbon_jobs.models import Job
+        from django_bourbon_jobs.results import to_task_result
+
+        self.validate_task(task)
+        job = self._build_job(task, args, kwargs)
+        using = router.db_for_write(Job)
+        with transaction.atomic(using=using, savepoint=False):
+            job.save(force_insert=True, using=using)
+            if job.run_after <= job.enqueued_at:
+                wakeup.notify_enqueued(using, job.queue_name)
+        result = to_task_result(job, self.alias, task)
+        task_enqueued.send(type(self), task_result=result)
+        log.job_event(job, "queued")
+        return result
+
+    def _build_job(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        from django_bourbon_jobs.models import Job
+
+        now = timezone.now()
+        return Job(
+            task_path=task.module_path,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            args=ensure_json(list(args), InvalidPayload, f"The arguments of {task.module_path}"),
+            kwargs=ensure_json(dict(kwargs), InvalidPayload, f"The keyword arguments of {task.module_path}"),
+            max_attempts=max_attempts_of(task),
+            run_after=task.run_after or now,
+            enqueued_at=now,
+        )
+
+    def get_result(self, result_id: str) -> TaskResult:
+        from django_bourbon_jobs.models import Job
+        from django_bourbon_jobs.results import to_task_result
+
+        try:
+            job = Job.objects.get(pk=uuid.UUID(str(result_id)))
+        except (ValueError, Job.DoesNotExist) as exc:
+            raise TaskResultDoesNotExist(f"No job with id {result_id!r}.") from exc
+        return to_task_result(job, self.alias)
+
+    def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+        if not apps.is_installed("django_bourbon_jobs"):
+            yield checks.Error(
+                f"TASKS[{self.alias!r}] uses DatabaseBackend but django_bourbon_jobs is not in INSTALLED_APPS.",
+                hint="Add 'django_bourbon_jobs' to INSTALLED_APPS and run migrate.",
+                id="bourbon_jobs.E005",
+            )
+        unknown = set(self.options)
+        if unknown:
+            yield checks.Error(
+                f"TASKS[{self.alias!r}]['OPTIONS'] has unknown keys: {', '.join(sorted(unknown))}.",
+                id="bourbon_jobs.E006",
+            )

@@ -1,0 +1,140 @@
+"""One typed settings object over ``settings.BOURBON_JOBS``.
+
+Every key has a default. :func:`validate` names each bad key; the system check
+``bourbon_jobs.E001``/``E002`` reports its findings at start-up, and
+:func:`get_settings` raises the first one if code runs with a broken setting.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from django_bourbon_jobs.exceptions import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class BourbonSettings:
+    DEFAULT_MAX_ATTEMPTS: int = 3
+    """Attempts a job gets when its task does not say (``@task(max_attempts=...)``)."""
+    DEFAULT_TIMEOUT: float | None = 600.0
+    """Seconds an attempt may run when its task does not say; ``None`` for no limit."""
+    DEFAULT_BACKOFF: str = "django_bourbon_jobs.retry.exponential_backoff"
+    """Import path of the backoff used when a task does not pass ``backoff=``."""
+    BACKOFF_BASE: float = 2.0
+    """Delay in seconds before the second attempt; it doubles per attempt."""
+    BACKOFF_MAX: float = 3600.0
+    """Upper bound of one backoff delay, in seconds."""
+    LEASE_SECONDS: float = 60.0
+    """How long a claim holds without a heartbeat before the job is rescued."""
+    HEARTBEAT_SECONDS: float = 10.0
+    """How often a worker renews its leases and its ``Worker`` row."""
+    POLL_INTERVAL: float = 1.0
+    """Seconds an idle worker waits between polls (and the LISTEN/NOTIFY safety net)."""
+    BATCH_SIZE: int = 32
+    """Jobs claimed per query by one worker process."""
+    TIMEOUT_GRACE: float = 10.0
+    """Seconds an overrunning job gets to unwind before its process is replaced."""
+    SHUTDOWN_GRACE: float = 30.0
+    """Seconds running jobs get to finish after SIGTERM/SIGINT."""
+    RESCUE_INTERVAL: float = 15.0
+    """How often the supervisor looks for expired leases and dead workers."""
+    STATUS_URL_NAME: str | None = None
+    """URL name reversed with ``job_id=`` for ``dispatch_async_json``'s ``status_url``."""
+
+    @property
+    def default_backoff(self) -> Callable[..., float | None]:
+        return _import_callable(self.DEFAULT_BACKOFF)
+
+
+_POSITIVE_NUMBERS = {
+    "BACKOFF_BASE",
+    "BACKOFF_MAX",
+    "LEASE_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "POLL_INTERVAL",
+    "RESCUE_INTERVAL",
+}
+_NON_NEGATIVE_NUMBERS = {"TIMEOUT_GRACE", "SHUTDOWN_GRACE"}
+_POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE"}
+
+
+@functools.cache
+def _import_callable(path: str) -> Callable[..., Any]:
+    obj = import_string(path)
+    if not callable(obj):
+        raise ImportError(f"{path} is not callable")
+    return obj
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_key(key: str, value: object) -> str | None:
+    """Return what is wrong with one value, or ``None``."""
+    if key in _POSITIVE_INTEGERS and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return "must be a whole number of at least 1"
+    if key in _POSITIVE_NUMBERS and not (_is_number(value) and value > 0):  # type: ignore[operator]
+        return "must be a number greater than 0"
+    if key in _NON_NEGATIVE_NUMBERS and not (_is_number(value) and value >= 0):  # type: ignore[operator]
+        return "must be a number of at least 0"
+    if key == "DEFAULT_TIMEOUT" and value is not None and not (_is_number(value) and value > 0):  # type: ignore[operator]
+        return "must be a number of seconds greater than 0, or None"
+    if key == "STATUS_URL_NAME" and value is not None and not isinstance(value, str):
+        return "must be a URL name (a string) or None"
+    if key == "DEFAULT_BACKOFF":
+        if not isinstance(value, str):
+            return "must be the import path of a callable"
+        try:
+            _import_callable(value)
+        except ImportError as exc:
+            return f"cannot be imported ({exc})"
+    return None
+
+
+def validate(raw: object) -> list[tuple[str, str]]:
+    """Return ``(check id, message)`` for every problem in a ``BOURBON_JOBS`` value."""
+    if not isinstance(raw, dict):
+        return [("bourbon_jobs.E001", "BOURBON_JOBS must be a dict.")]
+    known = {f.name for f in fields(BourbonSettings)}
+    problems = [
+        ("bourbon_jobs.E001", f"BOURBON_JOBS has an unknown key {key!r}.")
+        for key in sorted(set(raw) - known)
+    ]
+    for key in sorted(set(raw) & known):
+        reason = _check_key(key, raw[key])
+        if reason:
+            problems.append(("bourbon_jobs.E002", f"BOURBON_JOBS[{key!r}] {reason} (got {raw[key]!r})."))
+    merged = {**{f.name: f.default for f in fields(BourbonSettings)}, **raw}
+    if not problems and merged["HEARTBEAT_SECONDS"] >= merged["LEASE_SECONDS"]:
+        problems.append(
+            (
+                "bourbon_jobs.E002",
+                "BOURBON_JOBS['HEARTBEAT_SECONDS'] must be shorter than LEASE_SECONDS, "
+                "or leases expire between heartbeats.",
+            )
+        )
+    return problems
+
+
+@functools.cache
+def get_settings() -> BourbonSettings:
+    raw = getattr(django_settings, "BOURBON_JOBS", {})
+    problems = validate(raw)
+    if problems:
+        raise ConfigurationError(problems[0][1])
+    return BourbonSettings(**raw)
+
+
+@receiver(setting_changed)
+def _reset_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "BOURBON_JOBS":
+        get_settings.cache_clear()

@@ -1,0 +1,49 @@
+"""``dispatch_async`` and ``get_result``: the Bourbon surface over Django's Tasks API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
+from django.utils import timezone
+
+DISPATCH_OPTIONS = frozenset({"queue_name", "priority", "run_after", "delay"})
+
+
+def _run_after(run_after: datetime | None, delay: float | timedelta | None) -> datetime | None:
+    if run_after is not None and delay is not None:
+        raise TypeError("Pass run_after or delay, not both.")
+    if delay is None:
+        return run_after
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0:
+        raise ValueError("delay must not be negative.")
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskResult:
+    """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
+
+    Options: ``queue_name``, ``priority``, ``run_after`` (an aware datetime) or
+    ``delay`` (seconds or a ``timedelta``).
+    """
+    if not isinstance(handler, Task):
+        name = getattr(handler, "__qualname__", repr(handler))
+        raise TypeError(
+            f"dispatch_async() needs a task, but {name} is not one: decorate it with "
+            "@task (from django.tasks import task)."
+        )
+    unknown = set(options) - DISPATCH_OPTIONS
+    if unknown:
+        raise TypeError(f"dispatch_async() got unknown options: {', '.join(sorted(unknown))}.")
+    run_after = _run_after(options.get("run_after"), options.get("delay"))
+    task = handler.using(
+        queue_name=options.get("queue_name"), priority=options.get("priority"), run_after=run_after
+    )
+    return task.enqueue(payload)
+
+
+def get_result(job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> TaskResult:
+    """The job's current ``TaskResult``; raises ``TaskResultDoesNotExist`` for an unknown id."""
+    return task_backends[backend].get_result(str(job_id))

@@ -1,0 +1,52 @@
+"""The package's errors: one root, and the two a job raises to steer its retries."""
+
+from datetime import timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class BourbonJobsError(Exception):
+    """Root of every error this package raises."""
+
+
+class ConfigurationError(BourbonJobsError, ImproperlyConfigured):
+    """A ``BOURBON_JOBS`` value or a backend option is invalid."""
+
+
+class InvalidPayload(BourbonJobsError, TypeError):
+    """A payload (task arguments) cannot be stored as JSON."""
+
+
+class InvalidReturnValue(BourbonJobsError, TypeError):
+    """A job returned a value that cannot be stored as JSON."""
+
+
+class UnknownTask(BourbonJobsError, LookupError):
+    """A job names a task path that does not import to a Task."""
+
+
+class JobTimeout(BourbonJobsError):
+    """An attempt ran longer than its task's ``timeout``."""
+
+
+class WorkerLost(BourbonJobsError):
+    """The worker running an attempt died or stopped before recording an outcome."""
+
+
+class Retry(BourbonJobsError):
+    """Raised by a job to ask for another attempt after ``delay`` seconds.
+
+    The attempt counts towards ``max_attempts``; with none left the job fails.
+    """
+
+    def __init__(self, delay: float | timedelta = 0, message: str = "") -> None:
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        if delay < 0:
+            raise ValueError("Retry delay must not be negative.")
+        self.delay = float(delay)
+        super().__init__(message or f"retry requested in {self.delay:g}s")
+
+
+class Fail(BourbonJobsError):
+    """Raised by a job to fail at once, whatever attempts it has left."""

@@ -1,0 +1,185 @@
+"""Jobs and the workers that run them.
+
+State filters live on :class:`JobQuerySet`; set-based transitions (heartbeat,
+release, rescue) are QuerySet methods too, so the worker never builds queries.
+The claim itself is hand-written SQL in :mod:`django_bourbon_jobs.worker.claiming`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from django_bourbon_jobs.ids import uuid7
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def queued(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.QUEUED)
+
+    def running(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.RUNNING)
+
+    def succeeded(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.SUCCEEDED)
+
+    def failed(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.FAILED)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def due(self, now: datetime) -> JobQuerySet:
+        return self.queued().filter(run_after__lte=now)
+
+    def held_by(self, worker_id: str) -> JobQuerySet:
+        return self.running().filter(worker_id=worker_id)
+
+    def lease_expired(self, now: datetime) -> JobQuerySet:
+        return self.running().filter(lease_expires_at__lt=now)
+
+    def extend_leases(self, worker_id: str, until: datetime) -> int:
+        """Renew every lease ``worker_id`` holds: the heartbeat, one UPDATE."""
+        return self.held_by(worker_id).update(lease_expires_at=until)
+
+    def release(self, worker_id: str, job_ids: list[uuid.UUID]) -> int:
+        """Put back jobs claimed but never started; the claim does not count as an attempt."""
+        return (
+            self.held_by(worker_id)
+            .filter(pk__in=job_ids)
+            .update(
+                status=JobStatus.QUEUED,
+                attempts=models.F("attempts") - 1,
+                worker_id="",
+                lease_expires_at=None,
+            )
+        )
+
+
+    def record_outcomes(self, worker_id: str, jobs: list[Job]) -> int:
+        """Write finished attempts in one statement, only where ``worker_id`` still holds the job."""
+        if not jobs:
+            return 0
+        return self.held_by(worker_id).bulk_update(jobs, OUTCOME_FIELDS)
+
+    def settle_lost_attempt(self, job: Job, error: dict[str, Any], now: datetime) -> bool:
+        """Requeue (or, with no attempts left, fail) a running job whose attempt ended without an outcome."""
+        holder = job.worker_id
+        if job.attempts >= job.max_attempts:
+            job.mark_failed(error, now)
+        else:
+            job.schedule_retry(now, error)
+        return bool(self.held_by(holder).filter(pk=job.pk).update(**{f: getattr(job, f) for f in OUTCOME_FIELDS}))
+
+
+OUTCOME_FIELDS = ["status", "return_value", "errors", "run_after", "finished_at", "lease_expires_at"]
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    task_path = models.CharField(max_length=255)
+    queue_name = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    run_after = models.DateTimeField(help_text="The job is not claimed before this time.")
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker_id = models.CharField(max_length=64, blank=True, default="")
+    return_value = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        indexes = [
+            # The claim: WHERE status='queued' AND run_after <= now
+            # ORDER BY priority DESC, run_after, id. Partial, so finished rows cost nothing.
+            models.Index(
+                models.F("priority").desc(),
+                "run_after",
+                "id",
+                condition=Q(status="queued"),
+                name="bourbon_job_claim",
+            ),
+            models.Index(
+                "lease_expires_at",
+                condition=Q(status="running"),
+                name="bourbon_job_lease",
+            ),
+            models.Index(fields=["status", "finished_at"], name="bourbon_job_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} [{self.status}] {self.id}"
+
+    @property
+    def worker_ids(self) -> list[str]:
+        """One worker id per attempt: those recorded with errors, then the current one."""
+        ids = [str(error.get("worker_id", "")) for error in self.errors][: self.attempts]
+        return ids + [self.worker_id] * (self.attempts - len(ids))
+
+    def add_error(self, error: dict[str, Any]) -> None:
+        self.errors = [*self.errors, error]
+
+    def schedule_retry(self, at: datetime, error: dict[str, Any]) -> None:
+        self.add_error(error)
+        self.status = JobStatus.QUEUED
+        self.run_after = at
+        self.lease_expires_at = None
+
+    def mark_failed(self, error: dict[str, Any], now: datetime) -> None:
+        self.add_error(error)
+        self.status = JobStatus.FAILED
+        self.finished_at = now
+        self.lease_expires_at = None
+
+    def mark_succeeded(self, return_value: Any, now: datetime) -> None:
+        self.status = JobStatus.SUCCEEDED
+        self.return_value = return_value
+        self.finished_at = now
+        self.lease_expires_at = None
+
+
+class Worker(models.Model):
+    """A live worker process; its heartbeat keeps its jobs' leases."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, help_text="Empty means every queue.")
+    threads = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["hostname", "pid"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid}"
+
+    def is_stale(self, now: datetime, lease_seconds: float) -> bool:
+        return self.last_heartbeat_at < now - timedelta(seconds=lease_seconds)

@@ -1,0 +1,61 @@
+"""Jobs as Django ``TaskResult`` snapshots, and task paths back to Task objects."""
+
+from __future__ import annotations
+
+import functools
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.utils.module_loading import import_string
+
+from django_bourbon_jobs.exceptions import UnknownTask
+from django_bourbon_jobs.models import Job, JobStatus
+
+STATUS_TO_DJANGO = {
+    JobStatus.QUEUED: TaskResultStatus.READY,
+    JobStatus.RUNNING: TaskResultStatus.RUNNING,
+    JobStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+    JobStatus.FAILED: TaskResultStatus.FAILED,
+    # Django has no cancelled state; a cancelled job did not succeed and will not run.
+    JobStatus.CANCELLED: TaskResultStatus.FAILED,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def load_task(path: str) -> Task:
+    """The Task a job's ``task_path`` names; :class:`UnknownTask` if there is none."""
+    try:
+        task = import_string(path)
+    except ImportError as exc:
+        raise UnknownTask(f"No task can be imported from {path!r}: {exc}") from exc
+    if not isinstance(task, Task):
+        raise UnknownTask(f"{path!r} is not a Task; decorate it with @task.")
+    return task
+
+
+def task_for_job(job: Job) -> Task:
+    return load_task(job.task_path).using(
+        priority=job.priority, queue_name=job.queue_name, run_after=job.run_after
+    )
+
+
+def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> TaskResult:
+    result = TaskResult(
+        task=task or task_for_job(job),
+        id=str(job.id),
+        status=STATUS_TO_DJANGO[JobStatus(job.status)],
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        last_attempted_at=job.last_attempted_at,
+        args=job.args,
+        kwargs=job.kwargs,
+        backend=backend_alias,
+        errors=[
+            TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
+            for e in job.errors
+        ],
+        worker_ids=job.worker_ids,
+    )
+    object.__setattr__(result, "_return_value", job.return_value)
+    return result

@@ -1,0 +1,61 @@
+"""Our ``django.tasks`` Task subclass: the retry and timeout options.
+
+Django 6.1's ``@task`` passes extra keyword arguments to the backend's
+``task_class``, so ``@task(max_attempts=5, timeout=30, backoff=...)`` builds one
+of these when the task's backend is :class:`DatabaseBackend`. The names follow
+Django's open proposals for the Tasks framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.tasks import Task
+
+from django_bourbon_jobs.conf import get_settings
+
+if TYPE_CHECKING:
+    from django.tasks import TaskResult
+
+Backoff = Callable[[BaseException, "TaskResult"], float | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BourbonTask(Task):
+    max_attempts: int | None = None
+    """Attempts before the job fails for good; ``None`` uses ``DEFAULT_MAX_ATTEMPTS``."""
+    backoff: Backoff | None = None
+    """``backoff(exception, task_result)`` returns seconds until the next attempt, or ``None`` to stop."""
+    timeout: float | None = None
+    """Seconds one attempt may run; ``None`` uses ``DEFAULT_TIMEOUT``."""
+
+    def get_max_attempts(self) -> int:
+        return self.max_attempts or get_settings().DEFAULT_MAX_ATTEMPTS
+
+    def get_timeout(self) -> float | None:
+        return self.timeout if self.timeout is not None else get_settings().DEFAULT_TIMEOUT
+
+    def get_backoff(self) -> Backoff:
+        return self.backoff or get_settings().default_backoff
+
+
+def task_options(task: Task) -> BourbonTask | None:
+    """The task as a :class:`BourbonTask`, or ``None`` for a plain Django Task."""
+    return task if isinstance(task, BourbonTask) else None
+
+
+def max_attempts_of(task: Task) -> int:
+    options = task_options(task)
+    return options.get_max_attempts() if options else get_settings().DEFAULT_MAX_ATTEMPTS
+
+
+def timeout_of(task: Task) -> float | None:
+    options = task_options(task)
+    return options.get_timeout() if options else get_settings().DEFAULT_TIMEOUT
+
+
+def backoff_of(task: Task) -> Any:
+    options = task_options(task)
+    return options.get_backoff() if options else get_settings().default_backoff

@@ -1,0 +1,158 @@
+"""Run one claimed job: call it, and leave its outcome on the in-memory Job.
+
+The worker process writes outcomes in batches (see ``process.py``); the
+executor touches no database itself, so it can run in any thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.tasks import Task, TaskContext, TaskResult
+from django.tasks.signals import task_started
+
+from django_bourbon_jobs import log
+from django_bourbon_jobs.exceptions import InvalidReturnValue, JobTimeout, UnknownTask
+from django_bourbon_jobs.models import Job
+from django_bourbon_jobs.results import load_task, to_task_result
+from django_bourbon_jobs.retry import next_attempt_at
+from django_bourbon_jobs.serialization import ensure_json, error_record
+from django_bourbon_jobs.tasks import timeout_of
+
+
+class TimeoutInterrupt(BaseException):
+    """Injected into a thread whose job overran; a BaseException so ``except Exception`` in a job cannot swallow it."""
+
+
+@dataclass
+class Watched:
+    job: Job
+    thread_id: int
+    deadline: float
+    timeout: float
+    interrupted: bool = False
+    done: bool = False
+
+
+@dataclass
+class TimeoutWatch:
+    """Deadlines of running jobs; :meth:`enforce` interrupts those past theirs."""
+
+    grace: float
+    clock: Callable[[], float] = time.monotonic
+    _entries: dict[int, Watched] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def watching(self, job: Job, timeout: float | None) -> Iterator[None]:
+        if timeout is None:
+            yield
+            return
+        entry = Watched(job, threading.get_ident(), self.clock() + timeout, timeout)
+        with self._lock:
+            self._entries[entry.thread_id] = entry
+        try:
+            yield
+        finally:
+            with self._lock:
+                entry.done = True
+                self._entries.pop(entry.thread_id, None)
+                if entry.interrupted:
+                    _set_async_exc(entry.thread_id, None)
+
+    def next_deadline(self) -> float | None:
+        with self._lock:
+            return min((e.deadline for e in self._entries.values()), default=None)
+
+    def enforce(self) -> list[Watched]:
+        """Interrupt overrunning jobs; return those still running ``grace`` seconds later."""
+        now = self.clock()
+        stuck = []
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.done or now < entry.deadline:
+                    continue
+                if not entry.interrupted:
+                    entry.interrupted = True
+                    _set_async_exc(entry.thread_id, TimeoutInterrupt)
+                elif now >= entry.deadline + self.grace:
+                    stuck.append(entry)
+        return stuck
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None
+    )
+
+
+@dataclass
+class Executor:
+    worker_id: str
+    watch: TimeoutWatch
+    now: Callable[[], datetime]
+    backend_alias: str = "default"
+
+    def run(self, job: Job) -> Job:
+        """Run ``job`` once and record its outcome on it (not yet saved)."""
+        try:
+            task = load_task(job.task_path)
+        except UnknownTask as exc:
+            self.record_failure(job, None, exc)
+            return job
+        result = to_task_result(job, task.backend, task)
+        task_started.send(sender=type(task.get_backend()), task_result=result)
+        log.job_event(job, "running", worker_id=self.worker_id)
+        timeout = timeout_of(task)
+        try:
+            with self.watch.watching(job, timeout):
+                value = self._call(task, result)
+            job.mark_succeeded(
+                ensure_json(value, InvalidReturnValue, f"The return value of {job.task_path}"), self.now()
+            )
+        except TimeoutInterrupt as exc:
+            self.record_failure(job, task, JobTimeout(f"Exceeded its timeout of {timeout:g}s."), exc, result)
+        except BaseException as exc:  # noqa: BLE001  (a job must never take its worker down)
+            self.record_failure(job, task, exc, result=result)
+        return job
+
+    def _call(self, task: Task, result: TaskResult) -> Any:
+        if task.takes_context:
+            return task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+        return task.call(*result.args, **result.kwargs)
+
+    def record_failure(
+        self,
+        job: Job,
+        task: Task | None,
+        exc: BaseException,
+        cause: BaseException | None = None,
+        result: TaskResult | None = None,
+    ) -> None:
+        """Schedule the next attempt, or fail for good, per the task's retry policy."""
+        now = self.now()
+        if cause is not None:
+            exc.__cause__ = cause
+            exc.__traceback__ = cause.__traceback__
+        error = error_record(exc, worker_id=self.worker_id, attempt=job.attempts, at=now)
+        retry_at = next_attempt_at(
+            task, exc, result or _bare_result(job, task, self.backend_alias), job.attempts, job.max_attempts, now
+        )
+        if retry_at is None:
+            job.mark_failed(error, now)
+        else:
+            job.schedule_retry(retry_at, error)
+
+
+def _bare_result(job: Job, task: Task | None, alias: str) -> Any:
+    """A stand-in for backoff functions when the task itself cannot be loaded."""
+    if task is not None:
+        return to_task_result(job, alias, task)
+    return type("UnloadableTaskResult", (), {"attempts": job.attempts, "id": str(job.id)})()

@@ -1,0 +1,140 @@
+"""The ``runworkers`` supervisor: start N worker processes, replace dead ones, stop gracefully.
+
+Children are forked after Django is set up (connections closed first), so they
+start in milliseconds. When a child dies, the jobs it held are settled at once
+rather than after their lease: the supervisor knows that worker is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.worker import maintenance
+from django_bourbon_jobs.worker.process import WorkerConfig, WorkerProcess, new_worker_id
+
+logger = logging.getLogger("django_bourbon_jobs.supervisor")
+
+RESTART_PAUSE = 1.0
+"""Seconds to wait before replacing a child that died within ``RESTART_PAUSE`` of starting."""
+
+
+def _child_main(config: WorkerConfig) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    worker = WorkerProcess(config)
+    worker.install_signal_handlers()
+    code = worker.run()
+    connections.close_all()
+    os._exit(code)
+
+
+@dataclass
+class Child:
+    process: BaseProcess
+    config: WorkerConfig
+    started: float
+
+
+class Supervisor:
+    def __init__(self, config: WorkerConfig, processes: int) -> None:
+        self.config = config
+        self.processes = processes
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+        self._context = multiprocessing.get_context("fork")
+        self._next_maintenance = 0.0
+
+    def request_stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        self._maintain()
+        for _ in range(self.processes):
+            self._spawn()
+        while not self.stopping.is_set() and self.children:
+            self._wait_for_exits(timeout=self._until_maintenance())
+            self._maintain_if_due()
+        self._stop_children()
+        return 0
+
+    def _spawn(self) -> None:
+        connections.close_all()
+        config = replace(self.config, worker_id=new_worker_id())
+        process = self._context.Process(target=_child_main, args=(config,), name=f"bourbon-worker-{len(self.children)}")
+        process.start()
+        self.children.append(Child(process, config, time.monotonic()))
+        logger.info("started worker %s (pid %s)", config.worker_id, process.pid)
+
+    def _wait_for_exits(self, timeout: float) -> None:
+        sentinels = {child.process.sentinel: child for child in self.children}
+        for sentinel in wait(list(sentinels), timeout=timeout):
+            self._on_exit(sentinels[sentinel])  # type: ignore[index]
+
+    def _on_exit(self, child: Child) -> None:
+        child.process.join()
+        self.children.remove(child)
+        code = child.process.exitcode
+        self._rescue(child, f"The worker process exited with code {code} during the attempt.")
+        if self.stopping.is_set() or (self.config.burst and code == 0):
+            return
+        if code != 0:
+            logger.error("worker %s exited with code %s; replacing it", child.config.worker_id, code)
+        if time.monotonic() - child.started < RESTART_PAUSE:
+            self.stopping.wait(RESTART_PAUSE)
+        if not self.stopping.is_set():
+            self._spawn()
+
+    def _rescue(self, child: Child, reason: str) -> None:
+        try:
+            maintenance.rescue_worker_jobs(child.config.worker_id, timezone.now(), reason, self.config.using)
+        except DatabaseError as exc:
+            logger.warning("could not settle jobs of %s now (%s); their leases will", child.config.worker_id, exc)
+            connections[self.config.using].close()
+
+    def _until_maintenance(self) -> float:
+        return max(self._next_maintenance - time.monotonic(), 0.05)
+
+    def _maintain_if_due(self) -> None:
+        if time.monotonic() >= self._next_maintenance:
+            self._maintain()
+
+    def _maintain(self) -> None:
+        self._next_maintenance = time.monotonic() + get_settings().RESCUE_INTERVAL
+        try:
+            maintenance.run_once(timezone.now(), self.config.using)
+        except DatabaseError as exc:
+            logger.warning("maintenance pass failed (%s); will retry", exc)
+            connections[self.config.using].close()
+        finally:
+            connections.close_all()
+
+    def _stop_children(self) -> None:
+        """SIGTERM every child, give them the grace period, then SIGKILL what is left."""
+        for child in self.children:
+            if child.process.is_alive():
+                os.kill(child.process.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + (self.config.shutdown_grace or 0.0) + 5.0
+        for child in list(self.children):
+            child.process.join(max(deadline - time.monotonic(), 0.0))
+            if child.process.is_alive():
+                child.process.kill()
+                child.process.join()
+            self.children.remove(child)
+            self._rescue(child, "The worker process was stopped during the attempt.")

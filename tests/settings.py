@@ -1,0 +1,65 @@
+"""Test settings: SQLite by default; ``BOURBON_TEST_DB=postgres`` selects PostgreSQL.
+
+Both test databases are real files/servers, so worker subprocesses started by
+the tests see the same rows (``BOURBON_TEST_DB_NAME`` points them at the test database).
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_bourbon_jobs",
+]
+MIDDLEWARE = ["django_bourbon_jobs.middleware.AsyncDispatchMiddleware"]
+
+DB_KIND = os.environ.get("BOURBON_TEST_DB", "sqlite")
+SQLITE_PATH = os.environ.get("BOURBON_TEST_SQLITE", str(BASE_DIR.parent / ".test-db.sqlite3"))
+if DB_KIND == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("BOURBON_TEST_DB_NAME", "bourbon_jobs"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+            "TEST": {"NAME": os.environ.get("BOURBON_TEST_PG_NAME", "test_bourbon_jobs")},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("BOURBON_TEST_DB_NAME", SQLITE_PATH),
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": SQLITE_PATH + ".test"},
+        }
+    }
+
+TASKS = {"default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend"}}
+BOURBON_JOBS = {
+    "POLL_INTERVAL": 0.05,
+    "BACKOFF_BASE": 0.01,
+    "BACKOFF_MAX": 0.05,
+    "STATUS_URL_NAME": "job-status",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "root": {"handlers": ["null"], "level": "WARNING"},
+}

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from tests import views
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("process/", views.process, name="process"),
+    path("jobs/<str:job_id>/", views.job_status, name="job-status"),
+]
