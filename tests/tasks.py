@@ -58,7 +58,7 @@ def no_retry_backoff(payload):
     raise RuntimeError("do not retry me")
 
 
-@task
+@task(max_attempts=1)
 def returns_set(payload):
     return {1, 2}
 
@@ -99,3 +99,8 @@ async def async_echo(payload):
 
 def not_a_task(payload):
     return payload
+
+
+@task(max_attempts=3)
+def fails_with_default_backoff(payload):
+    raise RuntimeError("uses the default backoff")

@@ -1,0 +1,110 @@
+"""Shared fixtures: a worker driven in-process, condition waits with deadlines, runworkers subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from django_bourbon_jobs.worker.process import WorkerConfig, WorkerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, message: str = "condition") -> object:
+    """Poll ``predicate`` until it is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def drain(**options: object) -> WorkerProcess:
+    """Run a worker in this process until nothing is due."""
+    worker = WorkerProcess(WorkerConfig(burst=True, **options))  # type: ignore[arg-type]
+    worker.run()
+    return worker
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=str(ROOT),
+        BOURBON_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
+        **extra,
+    )
+    return env
+
+
+class RunWorkers:
+    """``manage.py runworkers`` in a subprocess, stopped (and reaped) at the end of the test."""
+
+    def __init__(self, *args: str, **env: str) -> None:
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworkers", *args],
+            cwd=ROOT,
+            env=subprocess_env(**env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"runworkers did not exit within {timeout}s:\n{self.output()}") from None
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self) -> None:
+        """Kill the whole process group: the supervisor and any child it left behind."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+
+
+@pytest.fixture
+def runworkers(transactional_db: None) -> Iterator[Callable[..., RunWorkers]]:
+    started: list[RunWorkers] = []
+
+    def start(*args: str, **env: str) -> RunWorkers:
+        connection.close()
+        proc = RunWorkers(*args, **env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def child_pids(parent: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"

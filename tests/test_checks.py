@@ -1,0 +1,62 @@
+"""System checks report misconfiguration at start-up, each with a stable id."""
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.exceptions import ConfigurationError
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(**settings):
+    with override_settings(**settings):
+        return sorted(m.id for m in checks.run_checks(include_deployment_checks=False) if m.id.startswith("bourbon"))
+
+
+def test_the_test_settings_pass():
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    "value, check_id, words",
+    [
+        ("not a dict", "bourbon_jobs.E001", "must be a dict"),
+        ({"LEASE": 5}, "bourbon_jobs.E001", "unknown key 'LEASE'"),
+        ({"LEASE_SECONDS": 0}, "bourbon_jobs.E002", "'LEASE_SECONDS'"),
+        ({"DEFAULT_MAX_ATTEMPTS": 1.5}, "bourbon_jobs.E002", "'DEFAULT_MAX_ATTEMPTS'"),
+        ({"DEFAULT_TIMEOUT": "10"}, "bourbon_jobs.E002", "'DEFAULT_TIMEOUT'"),
+        ({"DEFAULT_BACKOFF": "nowhere.backoff"}, "bourbon_jobs.E002", "cannot be imported"),
+        ({"HEARTBEAT_SECONDS": 30, "LEASE_SECONDS": 20}, "bourbon_jobs.E002", "shorter than LEASE_SECONDS"),
+        ({"STATUS_URL_NAME": "no-such-url"}, "bourbon_jobs.E003", "does not reverse"),
+    ],
+)
+def test_bad_settings_are_reported(value, check_id, words):
+    with override_settings(BOURBON_JOBS=value):
+        messages = [m for m in checks.run_checks() if m.id == check_id]
+        assert messages and words in messages[0].msg
+        with pytest.raises(SystemCheckError):
+            call_command("check")
+
+
+def test_broken_settings_also_raise_when_used():
+    with override_settings(BOURBON_JOBS={"BATCH_SIZE": 0}):
+        with pytest.raises(ConfigurationError, match="BATCH_SIZE"):
+            get_settings()
+    assert get_settings().BATCH_SIZE == 32
+
+
+def test_middleware_without_status_url_warns():
+    assert ids(BOURBON_JOBS={}) == ["bourbon_jobs.W001"]
+
+
+def test_backend_without_the_app_installed_is_an_error():
+    assert "bourbon_jobs.E005" in ids(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"])
+
+
+def test_backend_with_unknown_options_is_an_error():
+    tasks_setting = {"default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"X": 1}}}
+    assert "bourbon_jobs.E006" in ids(TASKS=tasks_setting)

@@ -1,0 +1,147 @@
+"""dispatch_async / get_result / Task.enqueue: the public contract and its bad inputs."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.tasks import TaskResultStatus, task
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from django_bourbon_jobs import dispatch_async, get_result
+from django_bourbon_jobs.exceptions import InvalidPayload
+from django_bourbon_jobs.models import Job, JobStatus
+from tests import tasks
+
+pytestmark = pytest.mark.django_db
+
+
+def test_dispatch_returns_a_queued_result_with_a_string_id():
+    result = dispatch_async(tasks.echo, {"n": 1})
+    assert isinstance(result.id, str)
+    assert result.status == TaskResultStatus.READY
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.args, job.kwargs) == (JobStatus.QUEUED, [{"n": 1}], {})
+    assert job.task_path == "tests.tasks.echo"
+
+
+def test_enqueue_and_dispatch_share_one_store():
+    first = tasks.echo.enqueue({"via": "django"})
+    second = dispatch_async(tasks.echo, {"via": "bourbon"})
+    assert {get_result(first.id).args[0]["via"], get_result(second.id).args[0]["via"]} == {"django", "bourbon"}
+
+
+def test_task_options_are_stored_on_the_job():
+    result = tasks.send_welcome_email.enqueue({"email": "a@example.com"})
+    job = Job.objects.get(pk=result.id)
+    assert (job.queue_name, job.priority, job.max_attempts) == ("emails", 10, 5)
+    assert tasks.send_welcome_email.timeout == 30
+
+
+def test_dispatch_options_override_the_task_defaults():
+    run_after = timezone.now() + timedelta(hours=1)
+    result = dispatch_async(tasks.echo, None, queue_name="bulk", priority=-5, run_after=run_after)
+    job = Job.objects.get(pk=result.id)
+    assert (job.queue_name, job.priority, job.run_after) == ("bulk", -5, run_after)
+
+
+def test_delay_sets_run_after_from_now():
+    before = timezone.now()
+    job = Job.objects.get(pk=dispatch_async(tasks.echo, 1, delay=timedelta(minutes=5)).id)
+    assert before + timedelta(minutes=5) <= job.run_after <= timezone.now() + timedelta(minutes=5)
+    job = Job.objects.get(pk=dispatch_async(tasks.echo, 1, delay=30).id)
+    assert job.run_after >= before + timedelta(seconds=30)
+
+
+def test_run_after_and_delay_together_are_refused():
+    with pytest.raises(TypeError, match="run_after or delay"):
+        dispatch_async(tasks.echo, 1, run_after=timezone.now(), delay=5)
+    assert not Job.objects.exists()
+
+
+def test_negative_delay_is_refused():
+    with pytest.raises(ValueError, match="negative"):
+        dispatch_async(tasks.echo, 1, delay=-1)
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="unknown options: retries"):
+        dispatch_async(tasks.echo, 1, retries=3)
+    assert not Job.objects.exists()
+
+
+def test_undecorated_function_is_refused_with_a_hint():
+    with pytest.raises(TypeError, match="decorate it with @task"):
+        dispatch_async(tasks.not_a_task, 1)
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("payload", [{"when": timezone.now()}, {1, 2}, object(), float("nan")])
+def test_non_json_payload_raises_and_writes_nothing(payload):
+    with pytest.raises(InvalidPayload, match="must be JSON-serialisable"):
+        dispatch_async(tasks.echo, payload)
+    with pytest.raises(InvalidPayload):
+        tasks.echo.enqueue(payload)
+    assert not Job.objects.exists()
+
+
+def test_naive_run_after_is_refused():
+    with pytest.raises(InvalidTask, match="aware"):
+        dispatch_async(tasks.echo, 1, run_after=timezone.now().replace(tzinfo=None))
+
+
+def test_get_result_of_unknown_or_malformed_id_raises():
+    with pytest.raises(TaskResultDoesNotExist):
+        get_result("01a20856-1b7d-79ea-ab93-c261e11612f5")
+    with pytest.raises(TaskResultDoesNotExist):
+        get_result("not-a-uuid")
+
+
+def test_get_result_reads_the_stored_state():
+    result = dispatch_async(tasks.echo, {"x": 1})
+    Job.objects.filter(pk=result.id).update(status=JobStatus.SUCCEEDED, return_value={"x": 1}, attempts=1)
+    fresh = get_result(result.id)
+    assert fresh.status == TaskResultStatus.SUCCESSFUL
+    assert fresh.return_value == {"x": 1}
+    assert fresh.attempts == 1
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+
+
+def test_task_enqueued_signal_fires():
+    seen = []
+
+    def receiver(sender, task_result, **kwargs):
+        seen.append(task_result.id)
+
+    task_enqueued.connect(receiver)
+    try:
+        result = dispatch_async(tasks.echo, 1)
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert seen == [result.id]
+
+
+def test_enqueue_rolled_back_with_its_transaction():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        dispatch_async(tasks.echo, 1)
+        raise RuntimeError("the view failed")
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": -1}, "timeout"),
+        ({"backoff": "soon"}, "backoff"),
+    ],
+)
+def test_bad_task_options_are_refused_at_definition(options, message):
+    def job(payload):
+        return payload
+
+    job.__qualname__ = job.__name__  # a module-level function, as Django requires
+    with pytest.raises(InvalidTask, match=message):
+        task(**options)(job)
