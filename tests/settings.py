@@ -4,6 +4,7 @@ Both test databases are real files/servers, so worker subprocesses started by
 the tests see the same rows (``BOURBON_TEST_DB_NAME`` points them at the test database).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -55,6 +56,8 @@ BOURBON_JOBS = {
     "BACKOFF_BASE": 0.01,
     "BACKOFF_MAX": 0.05,
     "STATUS_URL_NAME": "job-status",
+    # Subprocess tests shorten leases and grace periods through this variable.
+    **json.loads(os.environ.get("BOURBON_TEST_SETTINGS", "{}")),
 }
 
 LOGGING = {

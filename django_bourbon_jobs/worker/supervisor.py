@@ -56,9 +56,17 @@ class Supervisor:
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("fork")
         self._next_maintenance = 0.0
+        # A signal handler writes here, so the wait for child exits wakes at once
+        # (PEP 475 would otherwise resume the wait after the handler).
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
 
     def request_stop(self, *_: Any) -> None:
         self.stopping.set()
+        try:
+            os.write(self._wake_write, b"x")
+        except BlockingIOError:
+            pass
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -72,6 +80,8 @@ class Supervisor:
             self._wait_for_exits(timeout=self._until_maintenance())
             self._maintain_if_due()
         self._stop_children()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
         return 0
 
     def _spawn(self) -> None:
@@ -84,8 +94,9 @@ class Supervisor:
 
     def _wait_for_exits(self, timeout: float) -> None:
         sentinels = {child.process.sentinel: child for child in self.children}
-        for sentinel in wait(list(sentinels), timeout=timeout):
-            self._on_exit(sentinels[sentinel])  # type: ignore[index]
+        for ready in wait([*sentinels, self._wake_read], timeout=timeout):
+            if ready in sentinels:
+                self._on_exit(sentinels[ready])  # type: ignore[index]
 
     def _on_exit(self, child: Child) -> None:
         child.process.join()

@@ -1,0 +1,177 @@
+"""The claim, release and rescue SQL, proved under concurrency on a real database."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from django_bourbon_jobs import dispatch_async
+from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.worker import claiming, maintenance
+from tests import tasks
+from tests.conftest import drain, is_postgres
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def claim(worker_id="w1", limit=10, queues=(), now=None, lease=60):
+    now = now or timezone.now()
+    return claiming.claim(
+        using="default",
+        worker_id=worker_id,
+        queues=frozenset(queues),
+        limit=limit,
+        now=now,
+        lease_until=now + timedelta(seconds=lease),
+    )
+
+
+def in_thread(fn):
+    """Run ``fn`` on its own database connection and return its result."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "thread did not finish"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_claim_marks_jobs_running_under_a_lease():
+    result = tasks.echo.enqueue(1)
+    now = timezone.now()
+    [job] = claim("worker-a", now=now, lease=30)
+    assert str(job.pk) == result.id
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.attempts, stored.worker_id) == (JobStatus.RUNNING, 1, "worker-a")
+    assert stored.lease_expires_at == now + timedelta(seconds=30)
+    assert stored.started_at == stored.last_attempted_at == now
+    assert claim("worker-b") == []
+
+
+def test_claim_respects_limit_queue_and_run_after():
+    for n in range(5):
+        tasks.echo.enqueue(n)
+    tasks.send_welcome_email.enqueue({"email": "e"})
+    dispatch_async(tasks.echo, "later", delay=600)
+    assert len(claim(limit=2, queues=["default"])) == 2
+    assert [j.queue_name for j in claim(limit=10, queues=["emails"])] == ["emails"]
+    assert len(claim(limit=10)) == 3
+    assert claim(limit=10) == []
+    assert len(claim(limit=10, now=timezone.now() + timedelta(hours=1))) == 1
+
+
+def test_concurrent_claimers_never_share_a_job():
+    ids = {tasks.echo.enqueue(n).id for n in range(400)}
+    barrier = threading.Barrier(4)
+    claimed: list[list[str]] = [[] for _ in range(4)]
+
+    def claimer(i):
+        def run():
+            barrier.wait()
+            while batch := claim(f"w{i}", limit=7):
+                claimed[i].extend(str(job.pk) for job in batch)
+            return len(claimed[i])
+
+        return run
+
+    threads = [threading.Thread(target=lambda i=i: in_thread(claimer(i))) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    everything = [job_id for batch in claimed for job_id in batch]
+    assert len(everything) == len(set(everything)) == 400
+    assert set(everything) == ids
+    assert sum(1 for batch in claimed if batch) >= 2, "the claimers should have shared the work"
+
+
+def test_workers_never_see_a_job_before_its_transaction_commits():
+    with transaction.atomic():
+        result = tasks.echo.enqueue(1)
+        assert in_thread(lambda: Job.objects.queued().count()) == 0
+        if is_postgres():
+            assert in_thread(lambda: claim("other")) == []
+    [job] = in_thread(lambda: claim("other"))
+    assert str(job.pk) == result.id
+
+
+def test_release_puts_back_unstarted_jobs_without_counting_an_attempt():
+    tasks.echo.enqueue(1)
+    [job] = claim("w1")
+    assert Job.objects.release("someone-else", [job.pk]) == 0
+    assert Job.objects.release("w1", [job.pk]) == 1
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.attempts, stored.worker_id, stored.lease_expires_at) == (
+        JobStatus.QUEUED,
+        0,
+        "",
+        None,
+    )
+
+
+def test_heartbeat_extends_only_the_workers_own_leases():
+    tasks.echo.enqueue(1)
+    tasks.echo.enqueue(2)
+    [mine] = claim("w1", limit=1)
+    [theirs] = claim("w2", limit=1)
+    until = timezone.now() + timedelta(hours=1)
+    assert Job.objects.extend_leases("w1", until) == 1
+    assert Job.objects.get(pk=mine.pk).lease_expires_at == until
+    assert Job.objects.get(pk=theirs.pk).lease_expires_at != until
+
+
+def test_expired_lease_is_rescued_and_the_attempt_counts():
+    result = tasks.echo.enqueue("survives")
+    claim("dead-worker", lease=-60)
+    tasks.echo.enqueue("live")
+    [live] = claim("live-worker")
+    assert maintenance.rescue_expired_leases(timezone.now()) == 1
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
+    assert job.errors[0]["exception_class_path"] == "django_bourbon_jobs.exceptions.WorkerLost"
+    assert job.errors[0]["worker_id"] == "dead-worker"
+    assert Job.objects.get(pk=live.pk).status == JobStatus.RUNNING
+    drain(queues=frozenset({"default"}))
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.return_value) == (JobStatus.SUCCEEDED, 2, "survives")
+    assert job.worker_ids[0] == "dead-worker"
+
+
+def test_rescue_with_no_attempts_left_dead_letters_the_job():
+    result = tasks.always_fails.enqueue(None)
+    Job.objects.filter(pk=result.id).update(attempts=1)
+    claim("dead-worker", lease=-60)
+    maintenance.rescue_expired_leases(timezone.now())
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 2)
+
+
+def test_rescue_of_a_known_dead_worker_does_not_wait_for_the_lease():
+    result = tasks.echo.enqueue(1)
+    claim("gone", lease=3600)
+    assert maintenance.rescue_worker_jobs("gone", timezone.now(), "killed") == 1
+    assert Job.objects.get(pk=result.id).status == JobStatus.QUEUED
+
+
+def test_outcomes_are_not_written_over_a_job_another_worker_now_holds():
+    result = tasks.echo.enqueue(1)
+    [job] = claim("w1")
+    Job.objects.filter(pk=job.pk).update(worker_id="w2")
+    job.mark_succeeded("stale", timezone.now())
+    assert Job.objects.record_outcomes("w1", [job]) == 0
+    assert Job.objects.get(pk=result.id).status == JobStatus.RUNNING
+
+

@@ -1,0 +1,164 @@
+"""``manage.py runworkers`` as a real supervisor with real child processes.
+
+These start subprocesses because what they test is process-level: crashes,
+signals, a job that will not stop. Every wait is on a condition with a deadline.
+"""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from django_bourbon_jobs.models import Job, JobStatus, Worker
+from tests import tasks
+from tests.conftest import child_pids, is_postgres, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FAST = json.dumps({"LEASE_SECONDS": 2, "HEARTBEAT_SECONDS": 0.2, "RESCUE_INTERVAL": 0.2, "POLL_INTERVAL": 0.05})
+
+
+def status_of(job_id):
+    return Job.objects.get(pk=job_id).status
+
+
+def blocking_job(tmp_path, **options):
+    payload = {"started": str(tmp_path / "started"), "release": str(tmp_path / "release"), "seconds": 60}
+    return tasks.wait_for_file.using(**options).enqueue(payload), Path(payload["started"]), Path(payload["release"])
+
+
+def test_two_processes_drain_2000_jobs_each_exactly_once(runworkers, tmp_path):
+    path = tmp_path / "runs"
+    for n in range(2000):
+        tasks.record.enqueue({"path": str(path), "n": n})
+    proc = runworkers("--processes", "2", "--burst")
+    assert proc.wait(120) == 0, proc.output()
+    runs = [int(line) for line in path.read_text().split()]
+    assert len(runs) == 2000 and sorted(runs) == list(range(2000))
+    assert Job.objects.succeeded().count() == 2000
+    assert len(set(Job.objects.values_list("worker_id", flat=True))) == 2, "both processes should work"
+    assert not Worker.objects.exists()
+
+
+def test_sigkilled_child_is_replaced_and_its_job_finishes(runworkers, tmp_path):
+    result, started, release = blocking_job(tmp_path)
+    proc = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)
+    child = int(wait_until(lambda: started.exists() and started.read_text(), message="job start"))
+    started.unlink()
+    os.kill(child, signal.SIGKILL)
+    new_child = int(wait_until(lambda: started.exists() and started.read_text(), message="second attempt"))
+    assert new_child != child
+    release.touch()
+    wait_until(lambda: status_of(result.id) == JobStatus.SUCCEEDED, message="job success")
+    job = Job.objects.get(pk=result.id)
+    assert job.attempts == 2
+    assert [e["exception_class_path"] for e in job.errors] == ["django_bourbon_jobs.exceptions.WorkerLost"]
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.output()
+
+
+def test_whole_host_killed_job_returns_after_its_lease(runworkers, tmp_path):
+    result, started, release = blocking_job(tmp_path)
+    first = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)
+    wait_until(started.exists, message="job start")
+    first.stop()  # SIGKILL to supervisor and child alike: nobody is left to rescue at once
+    assert status_of(result.id) == JobStatus.RUNNING
+    release.touch()
+    second = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)
+    wait_until(lambda: status_of(result.id) == JobStatus.SUCCEEDED, message="rescue after lease expiry")
+    job = Job.objects.get(pk=result.id)
+    assert job.attempts == 2
+    assert "lease expired" in job.errors[0]["message"]
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0, second.output()
+
+
+def test_sigterm_finishes_running_jobs_and_returns_unstarted_ones(runworkers, tmp_path):
+    result, started, release = blocking_job(tmp_path, priority=10)
+    others = [tasks.echo.enqueue(n).id for n in range(20)]
+    proc = runworkers("--processes", "1", "--threads", "1", "--batch-size", "32", "--grace", "30")
+    wait_until(started.exists, message="blocking job start")
+    assert Job.objects.filter(pk__in=others, status=JobStatus.RUNNING).count() == 20, "prefetched"
+    proc.signal(signal.SIGTERM)
+    wait_until(
+        lambda: Job.objects.filter(pk__in=others, status=JobStatus.QUEUED, attempts=0, worker_id="").count() == 20,
+        message="unstarted jobs handed back",
+    )
+    assert status_of(result.id) == JobStatus.RUNNING
+    release.touch()
+    assert proc.wait(30) == 0, proc.output()
+    assert status_of(result.id) == JobStatus.SUCCEEDED
+    assert Job.objects.count() == 21
+    assert not Job.objects.running().exists()
+
+
+def test_sigterm_past_the_grace_period_requeues_the_running_job(runworkers, tmp_path):
+    result, started, _ = blocking_job(tmp_path)
+    proc = runworkers("--processes", "1", "--grace", "0.5")
+    wait_until(started.exists, message="job start")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.output()
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
+    assert "grace period" in job.errors[0]["message"]
+
+
+def test_job_that_ignores_its_timeout_gets_its_process_replaced(runworkers):
+    stuck = tasks.sleeps.enqueue({"seconds": 60})
+    proc = runworkers("--processes", "1", "--burst", BOURBON_TEST_SETTINGS=json.dumps({"TIMEOUT_GRACE": 0.2}))
+    wait_until(lambda: status_of(stuck.id) == JobStatus.FAILED, timeout=30, message="timeouts recorded")
+    after = tasks.echo.enqueue("slot recovered")
+    assert proc.wait(60) == 0, proc.output()
+    job = Job.objects.get(pk=stuck.id)
+    assert job.attempts == 2
+    assert {e["exception_class_path"] for e in job.errors} == {"django_bourbon_jobs.exceptions.JobTimeout"}
+    if status_of(after.id) != JobStatus.SUCCEEDED:
+        again = runworkers("--processes", "1", "--burst")
+        assert again.wait(60) == 0
+    assert status_of(after.id) == JobStatus.SUCCEEDED
+
+
+@pytest.mark.skipif("os.environ.get('BOURBON_TEST_DB') != 'postgres'", reason="connection drops are PostgreSQL's")
+def test_worker_survives_its_database_connections_being_dropped(runworkers):
+    proc = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)
+    first = tasks.echo.enqueue("before")
+    wait_until(lambda: status_of(first.id) == JobStatus.SUCCEEDED, message="first job")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 2, "the worker's and its listener's connections"
+    second = tasks.echo.enqueue("after")
+    wait_until(lambda: status_of(second.id) == JobStatus.SUCCEEDED, message="job after the drop")
+    assert Job.objects.get(pk=second.id).attempts == 1
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.output()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--processes", "0"], "--processes must be at least 1"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--grace", "-1"], "--grace must not be negative"),
+    ],
+)
+def test_bad_options_are_refused(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("runworkers", *args)
+
+
+def test_child_pids_helper_sees_children(runworkers, tmp_path):
+    _, started, release = blocking_job(tmp_path)
+    proc = runworkers("--processes", "2", BOURBON_TEST_SETTINGS=FAST)
+    wait_until(started.exists, message="job start")
+    assert len(child_pids(proc.process.pid)) == 2
+    release.touch()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
