@@ -26,7 +26,10 @@ SUPPORTED_VENDORS = {"postgresql", "sqlite"}
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    return [checks.Error(message, id=check_id) for check_id, message in conf.validate(getattr(settings, "BOURBON_JOBS", {}))]
+    return [
+        checks.Error(message, id=check_id)
+        for check_id, message in conf.validate(getattr(settings, "BOURBON_JOBS", {}))
+    ]
 
 
 @checks.register(checks.Tags.urls)
@@ -49,7 +52,8 @@ def check_status_url(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     except NoReverseMatch:
         return [
             checks.Error(
-                f"BOURBON_JOBS['STATUS_URL_NAME'] is {name!r}, which does not reverse with a job_id argument.",
+                f"BOURBON_JOBS['STATUS_URL_NAME'] is {name!r}, "
+                "which does not reverse with a job_id argument.",
                 id="bourbon_jobs.E003",
             )
         ]
@@ -57,7 +61,9 @@ def check_status_url(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 @checks.register(checks.Tags.database)
-def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_database(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     from django.db import connections
 
     from django_bourbon_jobs.models import Job
@@ -70,7 +76,8 @@ def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any
         return []
     return [
         checks.Error(
-            f"Jobs are stored in database {alias!r} ({vendor}), but only PostgreSQL and SQLite are supported.",
+            f"Jobs are stored in database {alias!r} ({vendor}), "
+            "but only PostgreSQL and SQLite are supported.",
             id="bourbon_jobs.E004",
         )
     ]

@@ -80,7 +80,9 @@ def _is_number(value: object) -> bool:
 
 def _check_key(key: str, value: object) -> str | None:
     """Return what is wrong with one value, or ``None``."""
-    if key in _POSITIVE_INTEGERS and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if key in _POSITIVE_INTEGERS and not (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    ):
         return "must be a whole number of at least 1"
     if key in _POSITIVE_NUMBERS and not (_is_number(value) and value > 0):  # type: ignore[operator]
         return "must be a number greater than 0"
@@ -106,8 +108,7 @@ def validate(raw: object) -> list[tuple[str, str]]:
         return [("bourbon_jobs.E001", "BOURBON_JOBS must be a dict.")]
     known = {f.name for f in fields(BourbonSettings)}
     problems = [
-        ("bourbon_jobs.E001", f"BOURBON_JOBS has an unknown key {key!r}.")
-        for key in sorted(set(raw) - known)
+        ("bourbon_jobs.E001", f"BOURBON_JOBS has an unknown key {key!r}.") for key in sorted(set(raw) - known)
     ]
     for key in sorted(set(raw) & known):
         reason = _check_key(key, raw[key])

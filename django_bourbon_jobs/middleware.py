@@ -22,7 +22,9 @@ def status_url(request: HttpRequest, job_id: str) -> str | None:
     return request.build_absolute_uri(reverse(name, kwargs={"job_id": job_id}))
 
 
-def dispatch_async_json(request: HttpRequest, handler: Task, payload: Any = None, **options: Any) -> JsonResponse:
+def dispatch_async_json(
+    request: HttpRequest, handler: Task, payload: Any = None, **options: Any
+) -> JsonResponse:
     """Dispatch and answer ``202 Accepted`` with the job id, its status URL and a ``Location`` header."""
     result = dispatch_async(handler, payload, **options)
     url = status_url(request, result.id)

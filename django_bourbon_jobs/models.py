@@ -71,7 +71,6 @@ class JobQuerySet(models.QuerySet["Job"]):
             )
         )
 
-
     def record_outcomes(self, worker_id: str, jobs: list[Job]) -> int:
         """Write finished attempts in one statement, only where ``worker_id`` still holds the job."""
         if not jobs:
@@ -85,7 +84,9 @@ class JobQuerySet(models.QuerySet["Job"]):
             job.mark_failed(error, now)
         else:
             job.schedule_retry(now, error)
-        return bool(self.held_by(holder).filter(pk=job.pk).update(**{f: getattr(job, f) for f in OUTCOME_FIELDS}))
+        return bool(
+            self.held_by(holder).filter(pk=job.pk).update(**{f: getattr(job, f) for f in OUTCOME_FIELDS})
+        )
 
 
 OUTCOME_FIELDS = ["status", "return_value", "errors", "run_after", "finished_at", "lease_expires_at"]

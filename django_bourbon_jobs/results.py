@@ -40,7 +40,7 @@ def task_for_job(job: Job) -> Task:
 
 
 def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> TaskResult:
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task or task_for_job(job),
         id=str(job.id),
         status=STATUS_TO_DJANGO[JobStatus(job.status)],

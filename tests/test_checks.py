@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 def ids(**settings):
     with override_settings(**settings):
-        return sorted(m.id for m in checks.run_checks(include_deployment_checks=False) if m.id.startswith("bourbon"))
+        return sorted(
+            m.id for m in checks.run_checks(include_deployment_checks=False) if m.id.startswith("bourbon")
+        )
 
 
 def test_the_test_settings_pass():
@@ -58,5 +60,7 @@ def test_backend_without_the_app_installed_is_an_error():
 
 
 def test_backend_with_unknown_options_is_an_error():
-    tasks_setting = {"default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"X": 1}}}
+    tasks_setting = {
+        "default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"X": 1}}
+    }
     assert "bourbon_jobs.E006" in ids(TASKS=tasks_setting)

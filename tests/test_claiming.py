@@ -35,7 +35,7 @@ def in_thread(fn):
     def target():
         try:
             box["value"] = fn()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test's thread)
             box["error"] = exc
         finally:
             connection.close()
@@ -173,5 +173,3 @@ def test_outcomes_are_not_written_over_a_job_another_worker_now_holds():
     job.mark_succeeded("stale", timezone.now())
     assert Job.objects.record_outcomes("w1", [job]) == 0
     assert Job.objects.get(pk=result.id).status == JobStatus.RUNNING
-
-

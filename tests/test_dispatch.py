@@ -29,7 +29,10 @@ def test_dispatch_returns_a_queued_result_with_a_string_id():
 def test_enqueue_and_dispatch_share_one_store():
     first = tasks.echo.enqueue({"via": "django"})
     second = dispatch_async(tasks.echo, {"via": "bourbon"})
-    assert {get_result(first.id).args[0]["via"], get_result(second.id).args[0]["via"]} == {"django", "bourbon"}
+    assert {get_result(first.id).args[0]["via"], get_result(second.id).args[0]["via"]} == {
+        "django",
+        "bourbon",
+    }
 
 
 def test_task_options_are_stored_on_the_job():

@@ -16,11 +16,13 @@ from django.db import connection
 
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from tests import tasks
-from tests.conftest import child_pids, is_postgres, wait_until
+from tests.conftest import child_pids, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-FAST = json.dumps({"LEASE_SECONDS": 2, "HEARTBEAT_SECONDS": 0.2, "RESCUE_INTERVAL": 0.2, "POLL_INTERVAL": 0.05})
+FAST = json.dumps(
+    {"LEASE_SECONDS": 2, "HEARTBEAT_SECONDS": 0.2, "RESCUE_INTERVAL": 0.2, "POLL_INTERVAL": 0.05}
+)
 
 
 def status_of(job_id):
@@ -29,7 +31,11 @@ def status_of(job_id):
 
 def blocking_job(tmp_path, **options):
     payload = {"started": str(tmp_path / "started"), "release": str(tmp_path / "release"), "seconds": 60}
-    return tasks.wait_for_file.using(**options).enqueue(payload), Path(payload["started"]), Path(payload["release"])
+    return (
+        tasks.wait_for_file.using(**options).enqueue(payload),
+        Path(payload["started"]),
+        Path(payload["release"]),
+    )
 
 
 def test_two_processes_drain_2000_jobs_each_exactly_once(runworkers, tmp_path):
@@ -86,7 +92,9 @@ def test_sigterm_finishes_running_jobs_and_returns_unstarted_ones(runworkers, tm
     assert Job.objects.filter(pk__in=others, status=JobStatus.RUNNING).count() == 20, "prefetched"
     proc.signal(signal.SIGTERM)
     wait_until(
-        lambda: Job.objects.filter(pk__in=others, status=JobStatus.QUEUED, attempts=0, worker_id="").count() == 20,
+        lambda: (
+            Job.objects.filter(pk__in=others, status=JobStatus.QUEUED, attempts=0, worker_id="").count() == 20
+        ),
         message="unstarted jobs handed back",
     )
     assert status_of(result.id) == JobStatus.RUNNING
@@ -123,7 +131,9 @@ def test_job_that_ignores_its_timeout_gets_its_process_replaced(runworkers):
     assert status_of(after.id) == JobStatus.SUCCEEDED
 
 
-@pytest.mark.skipif("os.environ.get('BOURBON_TEST_DB') != 'postgres'", reason="connection drops are PostgreSQL's")
+@pytest.mark.skipif(
+    "os.environ.get('BOURBON_TEST_DB') != 'postgres'", reason="connection drops are PostgreSQL's"
+)
 def test_worker_survives_its_database_connections_being_dropped(runworkers):
     proc = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)
     first = tasks.echo.enqueue("before")

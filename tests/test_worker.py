@@ -37,7 +37,9 @@ def test_a_job_runs_once_and_keeps_its_result():
 
 def test_worker_row_exists_while_running_and_is_removed_after():
     seen = []
-    task_started.connect(lambda sender, task_result, **kw: seen.append(list(Worker.objects.all())), weak=False)
+    task_started.connect(
+        lambda sender, task_result, **kw: seen.append(list(Worker.objects.all())), weak=False
+    )
     try:
         tasks.echo.enqueue(1)
         drain()
@@ -99,7 +101,7 @@ def test_attempts_run_out_into_the_failed_state():
     assert job.finished_at is not None
     assert get_result(result.id).status == TaskResultStatus.FAILED
     with pytest.raises(ValueError, match="Task failed"):
-        get_result(result.id).return_value
+        _ = get_result(result.id).return_value
 
 
 def test_backoff_delays_the_next_attempt():
@@ -130,7 +132,9 @@ def test_default_backoff_is_exponential_with_jitter(settings):
 def test_default_backoff_schedules_the_retry(settings):
     settings.BOURBON_JOBS = {"BACKOFF_BASE": 60.0}
     result = tasks.echo.enqueue(1)
-    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.fails_with_default_backoff", max_attempts=3)
+    Job.objects.filter(pk=result.id).update(
+        task_path="tests.tasks.fails_with_default_backoff", max_attempts=3
+    )
     before = timezone.now()
     drain()
     job = job_of(result)
@@ -170,7 +174,9 @@ def test_non_json_return_value_fails_the_attempt_clearly():
     assert "return value of tests.tasks.returns_set must be JSON-serialisable" in error["message"]
 
 
-@pytest.mark.parametrize("path", ["tests.tasks.no_such_task", "no_such_module.task", "tests.tasks.not_a_task"])
+@pytest.mark.parametrize(
+    "path", ["tests.tasks.no_such_task", "no_such_module.task", "tests.tasks.not_a_task"]
+)
 def test_unknown_task_path_fails_with_a_clear_error(path, settings):
     settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "DEFAULT_MAX_ATTEMPTS": 1}
     result = tasks.echo.enqueue(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.apps import apps
@@ -92,16 +92,23 @@ class DatabaseBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(f"No job with id {result_id!r}.") from exc
         return to_task_result(job, self.alias)
 
-    def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = []
         if not apps.is_installed("django_bourbon_jobs"):
-            yield checks.Error(
-                f"TASKS[{self.alias!r}] uses DatabaseBackend but django_bourbon_jobs is not in INSTALLED_APPS.",
-                hint="Add 'django_bourbon_jobs' to INSTALLED_APPS and run migrate.",
-                id="bourbon_jobs.E005",
+            messages.append(
+                checks.Error(
+                    f"TASKS[{self.alias!r}] uses DatabaseBackend, "
+                    "but django_bourbon_jobs is not in INSTALLED_APPS.",
+                    hint="Add 'django_bourbon_jobs' to INSTALLED_APPS and run migrate.",
+                    id="bourbon_jobs.E005",
+                )
             )
         unknown = set(self.options)
         if unknown:
-            yield checks.Error(
-                f"TASKS[{self.alias!r}]['OPTIONS'] has unknown keys: {', '.join(sorted(unknown))}.",
-                id="bourbon_jobs.E006",
+            messages.append(
+                checks.Error(
+                    f"TASKS[{self.alias!r}]['OPTIONS'] has unknown keys: {', '.join(sorted(unknown))}.",
+                    id="bourbon_jobs.E006",
+                )
             )
+        return messages

@@ -28,7 +28,10 @@ from django_bourbon_jobs.tasks import timeout_of
 
 
 class TimeoutInterrupt(BaseException):
-    """Injected into a thread whose job overran; a BaseException so ``except Exception`` in a job cannot swallow it."""
+    """Injected into a thread whose job overran.
+
+    A BaseException, so a job's own ``except Exception`` cannot swallow it.
+    """
 
 
 @dataclass
@@ -143,7 +146,12 @@ class Executor:
             exc.__traceback__ = cause.__traceback__
         error = error_record(exc, worker_id=self.worker_id, attempt=job.attempts, at=now)
         retry_at = next_attempt_at(
-            task, exc, result or _bare_result(job, task, self.backend_alias), job.attempts, job.max_attempts, now
+            task,
+            exc,
+            result or _bare_result(job, task, self.backend_alias),
+            job.attempts,
+            job.max_attempts,
+            now,
         )
         if retry_at is None:
             job.mark_failed(error, now)

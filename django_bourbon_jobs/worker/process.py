@@ -26,7 +26,7 @@ from django.utils.crypto import get_random_string
 
 from django_bourbon_jobs import log
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.exceptions import WorkerLost
+from django_bourbon_jobs.exceptions import JobTimeout, UnknownTask, WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.results import load_task, to_task_result
 from django_bourbon_jobs.serialization import error_record
@@ -228,8 +228,10 @@ class WorkerProcess:
             return
         now = self.now()
         self.jobs.extend_leases(self.worker_id, now + self.lease)
-        updated = Worker.objects.db_manager(self.config.using).filter(pk=self.worker_id).update(
-            last_heartbeat_at=now
+        updated = (
+            Worker.objects.db_manager(self.config.using)
+            .filter(pk=self.worker_id)
+            .update(last_heartbeat_at=now)
         )
         if not updated:
             logger.warning("worker %s row was pruned; re-registering", self.worker_id)
@@ -278,7 +280,7 @@ class WorkerProcess:
             log.job_event(job, "rescued", reason=reason)
 
     def _abandon(self, stuck: list[Any]) -> None:
-        """A job ignored its timeout interrupt: record it, hand back the rest, and exit for a fresh process."""
+        """A job ignored its timeout interrupt: record it, hand back the rest, exit for a fresh process."""
         for entry in stuck:
             self.executor.record_failure(entry.job, load_task(entry.job.task_path), _stuck_timeout(entry))
             with self.lock:
@@ -299,7 +301,9 @@ class WorkerProcess:
                 self.wakeup.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
         self._guarded(lambda: bool(self.flush()))
         if self.in_flight:
-            self._settle_running("The worker stopped before the attempt finished (shutdown grace period over).")
+            self._settle_running(
+                "The worker stopped before the attempt finished (shutdown grace period over)."
+            )
         for _ in self._threads:
             self.pending.put(None)
         self.wakeup.stop()
@@ -308,8 +312,6 @@ class WorkerProcess:
 
 
 def _stuck_timeout(entry: Any) -> BaseException:
-    from django_bourbon_jobs.exceptions import JobTimeout
-
     return JobTimeout(f"Exceeded its timeout of {entry.timeout:g}s and ignored the interrupt.")
 
 
@@ -321,6 +323,6 @@ def announce_outcome(job: Job) -> None:
     log.job_event(job, job.status)
     try:
         task = load_task(job.task_path)
-    except Exception:
+    except UnknownTask:
         return
     task_finished.send(sender=type(task.get_backend()), task_result=to_task_result(job, task.backend, task))

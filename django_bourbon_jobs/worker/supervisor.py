@@ -87,7 +87,9 @@ class Supervisor:
     def _spawn(self) -> None:
         connections.close_all()
         config = replace(self.config, worker_id=new_worker_id())
-        process = self._context.Process(target=_child_main, args=(config,), name=f"bourbon-worker-{len(self.children)}")
+        process = self._context.Process(
+            target=_child_main, args=(config,), name=f"bourbon-worker-{len(self.children)}"
+        )
         process.start()
         self.children.append(Child(process, config, time.monotonic()))
         logger.info("started worker %s (pid %s)", config.worker_id, process.pid)
@@ -116,7 +118,9 @@ class Supervisor:
         try:
             maintenance.rescue_worker_jobs(child.config.worker_id, timezone.now(), reason, self.config.using)
         except DatabaseError as exc:
-            logger.warning("could not settle jobs of %s now (%s); their leases will", child.config.worker_id, exc)
+            logger.warning(
+                "could not settle jobs of %s now (%s); their leases will", child.config.worker_id, exc
+            )
             connections[self.config.using].close()
 
     def _until_maintenance(self) -> float:

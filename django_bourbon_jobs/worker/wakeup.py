@@ -79,11 +79,13 @@ class PostgresListener(Wakeup):
         return conn
 
     def _listen_forever(self) -> None:
+        import psycopg
+
         delay = 0.1
         while not self._stopping.is_set():
             try:
                 conn = self._connect()
-            except Exception as exc:
+            except (psycopg.Error, OSError) as exc:
                 logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
@@ -92,7 +94,7 @@ class PostgresListener(Wakeup):
             self.listening.set()
             try:
                 self._relay(conn)
-            except Exception as exc:
+            except (psycopg.Error, OSError) as exc:
                 logger.warning("LISTEN connection lost (%s); reconnecting", exc)
             finally:
                 self.listening.clear()

@@ -12,16 +12,23 @@ from django_bourbon_jobs.worker.process import WorkerConfig
 from django_bourbon_jobs.worker.supervisor import Supervisor
 
 
-
 class Command(BaseCommand):
     help = "Run a supervised pool of worker processes that execute queued jobs."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="Worker processes (default: CPUs).")
+        parser.add_argument(
+            "--processes", type=int, default=os.cpu_count() or 1, help="Worker processes (default: CPUs)."
+        )
         parser.add_argument("--threads", type=int, default=1, help="Threads per process, for I/O-bound jobs.")
-        parser.add_argument("--queues", default="", help="Comma-separated queue names (default: every queue).")
-        parser.add_argument("--max-jobs", type=int, default=None, help="Replace a process after it has run N jobs.")
-        parser.add_argument("--grace", type=float, default=None, help="Seconds running jobs get after SIGTERM.")
+        parser.add_argument(
+            "--queues", default="", help="Comma-separated queue names (default: every queue)."
+        )
+        parser.add_argument(
+            "--max-jobs", type=int, default=None, help="Replace a process after it has run N jobs."
+        )
+        parser.add_argument(
+            "--grace", type=float, default=None, help="Seconds running jobs get after SIGTERM."
+        )
         parser.add_argument("--batch-size", type=int, default=None, help="Jobs claimed per query.")
         parser.add_argument("--burst", action="store_true", help="Run what is due, then exit.")
         parser.add_argument("--database", default="default", help="Database alias holding the jobs.")
