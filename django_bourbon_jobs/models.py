@@ -71,12 +71,6 @@ class JobQuerySet(models.QuerySet["Job"]):
             )
         )
 
-    def record_outcomes(self, worker_id: str, jobs: list[Job]) -> int:
-        """Write finished attempts in one statement, only where ``worker_id`` still holds the job."""
-        if not jobs:
-            return 0
-        return self.held_by(worker_id).bulk_update(jobs, OUTCOME_FIELDS)
-
     def settle_lost_attempt(self, job: Job, error: dict[str, Any], now: datetime) -> bool:
         """Requeue (or, with no attempts left, fail) a running job whose attempt ended without an outcome."""
         holder = job.worker_id

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.models import Job, JobStatus
-from django_bourbon_jobs.worker import claiming, maintenance
+from django_bourbon_jobs.worker import claiming, maintenance, outcomes
 from tests import tasks
 from tests.conftest import drain, is_postgres
 
@@ -171,5 +171,5 @@ def test_outcomes_are_not_written_over_a_job_another_worker_now_holds():
     [job] = claim("w1")
     Job.objects.filter(pk=job.pk).update(worker_id="w2")
     job.mark_succeeded("stale", timezone.now())
-    assert Job.objects.record_outcomes("w1", [job]) == 0
+    assert outcomes.record("default", "w1", [job]) == 0
     assert Job.objects.get(pk=result.id).status == JobStatus.RUNNING

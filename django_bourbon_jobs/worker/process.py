@@ -30,7 +30,7 @@ from django_bourbon_jobs.exceptions import JobTimeout, UnknownTask, WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.results import load_task, to_task_result
 from django_bourbon_jobs.serialization import error_record
-from django_bourbon_jobs.worker import claiming
+from django_bourbon_jobs.worker import claiming, outcomes
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
 from django_bourbon_jobs.worker.wakeup import Wakeup, wakeup_for
 
@@ -212,7 +212,7 @@ class WorkerProcess:
             done = list(self.finished)
         if not done:
             return 0
-        self.jobs.record_outcomes(self.worker_id, done)
+        outcomes.record(self.config.using, self.worker_id, done)
         with self.lock:
             del self.finished[: len(done)]
             for job in done:
