@@ -64,6 +64,7 @@ _POSITIVE_NUMBERS = {
 }
 _NON_NEGATIVE_NUMBERS = {"TIMEOUT_GRACE", "SHUTDOWN_GRACE"}
 _POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE"}
+_TIMING_KEYS = ("HEARTBEAT_SECONDS", "LEASE_SECONDS")
 
 
 @functools.cache
@@ -115,7 +116,8 @@ def validate(raw: object) -> list[tuple[str, str]]:
         if reason:
             problems.append(("bourbon_jobs.E002", f"BOURBON_JOBS[{key!r}] {reason} (got {raw[key]!r})."))
     merged = {**{f.name: f.default for f in fields(BourbonSettings)}, **raw}
-    if not problems and merged["HEARTBEAT_SECONDS"] >= merged["LEASE_SECONDS"]:
+    timing_ok = not any(f"'{key}'" in message for _, message in problems for key in _TIMING_KEYS)
+    if timing_ok and merged["HEARTBEAT_SECONDS"] >= merged["LEASE_SECONDS"]:
         problems.append(
             (
                 "bourbon_jobs.E002",

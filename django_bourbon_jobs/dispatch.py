@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,17 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
         queue_name=options.get("queue_name"), priority=options.get("priority"), run_after=run_after
     )
     return task.enqueue(payload)
+
+
+def cancel(job_id: str) -> bool:
+    """Cancel a queued job; false if it is unknown, already running or finished."""
+    from django_bourbon_jobs.models import Job
+
+    try:
+        job_uuid = uuid.UUID(str(job_id))
+    except ValueError:
+        return False
+    return bool(Job.objects.filter(pk=job_uuid).cancel(timezone.now()))
 
 
 def get_result(job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> TaskResult:

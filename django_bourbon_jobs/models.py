@@ -71,6 +71,10 @@ class JobQuerySet(models.QuerySet["Job"]):
             )
         )
 
+    def cancel(self, now: datetime) -> int:
+        """Cancel the queued jobs among these; running and finished ones are left alone."""
+        return self.queued().update(status=JobStatus.CANCELLED, finished_at=now)
+
     def settle_lost_attempt(self, job: Job, error: dict[str, Any], now: datetime) -> bool:
         """Requeue (or, with no attempts left, fail) a running job whose attempt ended without an outcome."""
         holder = job.worker_id

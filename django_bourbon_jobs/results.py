@@ -33,15 +33,25 @@ def load_task(path: str) -> Task:
     return task
 
 
-def task_for_job(job: Job) -> Task:
-    return load_task(job.task_path).using(
-        priority=job.priority, queue_name=job.queue_name, run_after=job.run_after
-    )
+def unavailable_task(*args: object, **kwargs: object) -> None:
+    """Stands in for a job's task when its path no longer imports (renamed or removed)."""
+    raise UnknownTask("This job's task can no longer be imported.")
+
+
+def task_for_job(job: Job, backend_alias: str) -> Task:
+    """The job's Task, or a stand-in whose name says the real one is gone, so results stay readable."""
+    try:
+        task = load_task(job.task_path)
+    except UnknownTask:
+        from django_bourbon_jobs.tasks import BourbonTask
+
+        return BourbonTask(func=unavailable_task, backend=backend_alias, queue_name=job.queue_name)
+    return task.using(priority=job.priority, queue_name=job.queue_name, run_after=job.run_after)
 
 
 def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> TaskResult:
     result: TaskResult = TaskResult(
-        task=task or task_for_job(job),
+        task=task or task_for_job(job, backend_alias),
         id=str(job.id),
         status=STATUS_TO_DJANGO[JobStatus(job.status)],
         enqueued_at=job.enqueued_at,

@@ -173,3 +173,22 @@ def test_outcomes_are_not_written_over_a_job_another_worker_now_holds():
     job.mark_succeeded("stale", timezone.now())
     assert outcomes.record("default", "w1", [job]) == 0
     assert Job.objects.get(pk=result.id).status == JobStatus.RUNNING
+
+
+def test_rescue_that_dead_letters_sends_task_finished():
+    from django.tasks.signals import task_finished
+
+    seen = []
+
+    def receiver(sender, task_result, **kwargs):
+        seen.append((task_result.id, task_result.status))
+
+    result = tasks.echo.enqueue(1)
+    Job.objects.filter(pk=result.id).update(max_attempts=1)
+    claim("dead", lease=-60)
+    task_finished.connect(receiver)
+    try:
+        maintenance.rescue_expired_leases(timezone.now())
+    finally:
+        task_finished.disconnect(receiver)
+    assert seen == [(result.id, "FAILED")]

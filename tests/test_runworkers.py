@@ -89,7 +89,10 @@ def test_sigterm_finishes_running_jobs_and_returns_unstarted_ones(runworkers, tm
     others = [tasks.echo.enqueue(n).id for n in range(20)]
     proc = runworkers("--processes", "1", "--threads", "1", "--batch-size", "32", "--grace", "30")
     wait_until(started.exists, message="blocking job start")
-    assert Job.objects.filter(pk__in=others, status=JobStatus.RUNNING).count() == 20, "prefetched"
+    wait_until(
+        lambda: Job.objects.filter(pk__in=others, status=JobStatus.RUNNING).exists(),
+        message="a prefetched job claimed but not started",
+    )
     proc.signal(signal.SIGTERM)
     wait_until(
         lambda: (
@@ -172,3 +175,11 @@ def test_child_pids_helper_sees_children(runworkers, tmp_path):
     release.touch()
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_burst_with_max_jobs_recycles_processes_until_drained(runworkers):
+    ids = [tasks.echo.enqueue(n).id for n in range(10)]
+    proc = runworkers("--processes", "1", "--burst", "--max-jobs", "3")
+    assert proc.wait(60) == 0, proc.output()
+    assert Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).count() == 10
+    assert len(set(Job.objects.values_list("worker_id", flat=True))) == 4

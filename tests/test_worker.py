@@ -270,3 +270,53 @@ def test_max_jobs_stops_the_worker():
     assert worker.jobs_done == 4
     assert Job.objects.succeeded().count() == 4
     assert Job.objects.queued().filter(attempts=0).count() == 6
+
+
+def test_timeout_fires_even_when_the_loop_polls_slowly(settings):
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "POLL_INTERVAL": 5.0}
+    result = tasks.spins.enqueue({"seconds": 2})
+    drain(threads=1)
+    job = job_of(result)
+    assert job.status == JobStatus.FAILED
+    assert job.errors[0]["exception_class_path"] == "django_bourbon_jobs.exceptions.JobTimeout"
+
+
+def test_claims_one_job_per_thread_until_the_queue_proves_deep():
+    from django_bourbon_jobs.worker.process import WorkerConfig, WorkerProcess
+
+    for n in range(5):
+        tasks.echo.enqueue(n)
+    worker = WorkerProcess(WorkerConfig(threads=1, batch_size=32))
+    sizes = []
+    for _ in range(3):
+        sizes.append(worker._claim_if_room())
+        while not worker.pending.empty():
+            worker.pending.get_nowait()
+    assert sizes == [1, 2, 2]
+    assert worker._claim_size == 1, "a short claim resets to one per thread"
+
+
+def test_cancel_stops_a_queued_job_only():
+    from django_bourbon_jobs import cancel
+
+    queued = tasks.echo.enqueue(1)
+    finished = tasks.echo.enqueue(2)
+    drain_only = Job.objects.filter(pk=finished.id)
+    drain_only.update(status=JobStatus.SUCCEEDED)
+    assert cancel(queued.id) is True
+    assert cancel(queued.id) is False
+    assert cancel(finished.id) is False
+    assert cancel("not-a-uuid") is False
+    job = job_of(queued)
+    assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+    drain()
+    assert job_of(queued).status == JobStatus.CANCELLED
+    assert get_result(queued.id).status == TaskResultStatus.FAILED
+
+
+def test_result_of_a_job_whose_task_was_removed_is_still_readable():
+    result = tasks.echo.enqueue(1)
+    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.removed_long_ago")
+    fresh = get_result(result.id)
+    assert fresh.status == TaskResultStatus.READY
+    assert fresh.task.name == "unavailable_task"

@@ -50,6 +50,8 @@ class TimeoutWatch:
 
     grace: float
     clock: Callable[[], float] = time.monotonic
+    on_watch: Callable[[], None] = lambda: None
+    """Called when a deadline is added, so the loop re-computes how long it may sleep."""
     _entries: dict[int, Watched] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,6 +63,7 @@ class TimeoutWatch:
         entry = Watched(job, threading.get_ident(), self.clock() + timeout, timeout)
         with self._lock:
             self._entries[entry.thread_id] = entry
+        self.on_watch()
         try:
             yield
         finally:

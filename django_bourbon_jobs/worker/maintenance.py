@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from django_bourbon_jobs import log
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import WorkerLost
-from django_bourbon_jobs.models import Job, JobQuerySet, Worker
+from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus, Worker
 from django_bourbon_jobs.serialization import error_record
+from django_bourbon_jobs.worker.announce import announce_outcome
 
 logger = logging.getLogger("django_bourbon_jobs.maintenance")
 
@@ -25,14 +25,15 @@ RESCUE_BATCH = 500
 def _settle(jobs: JobQuerySet, now: datetime, reason: str) -> int:
     """Settle a bounded batch of lost attempts; rows locked by a live claimer are skipped."""
     using = jobs.db
-    settled = 0
+    settled: list[Job] = []
     with transaction.atomic(using=using):
         for job in jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH]:
             error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
             if Job.objects.db_manager(using).settle_lost_attempt(job, error, now):
-                settled += 1
-                log.job_event(job, "rescued", reason=reason)
-    return settled
+                settled.append(job)
+    for job in settled:
+        announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
+    return len(settled)
 
 
 def rescue_expired_leases(now: datetime, using: str = "default") -> int:

@@ -15,8 +15,10 @@ row, which costs more to build in Python than the jobs cost to run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connections
+from django.db.models import Field
 
 from django_bourbon_jobs.models import Job, JobStatus
 
@@ -56,11 +58,11 @@ def outcome_sql(vendor: str, rows: int) -> str:
 def record(using: str, worker_id: str, jobs: Sequence[Job]) -> int:
     """Store the outcome each job carries in memory; returns the rows written."""
     connection = connections[using]
-    fields = [Job._meta.get_field(name) for name in VALUE_FIELDS]
+    fields = [field for name in VALUE_FIELDS if isinstance(field := Job._meta.get_field(name), Field)]
     written = 0
     for start in range(0, len(jobs), CHUNK):
         chunk = jobs[start : start + CHUNK]
-        params: list[object] = []
+        params: list[Any] = []
         for job in chunk:
             params.extend(f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields)
         params += [JobStatus.RUNNING.value, worker_id]

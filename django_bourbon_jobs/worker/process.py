@@ -20,23 +20,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections
-from django.tasks.signals import task_finished
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from django_bourbon_jobs import log
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.exceptions import JobTimeout, UnknownTask, WorkerLost
+from django_bourbon_jobs.exceptions import JobTimeout, WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
-from django_bourbon_jobs.results import load_task, to_task_result
+from django_bourbon_jobs.results import load_task
 from django_bourbon_jobs.serialization import error_record
 from django_bourbon_jobs.worker import claiming, outcomes
+from django_bourbon_jobs.worker.announce import announce_outcome
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
 from django_bourbon_jobs.worker.wakeup import Wakeup, wakeup_for
 
 logger = logging.getLogger("django_bourbon_jobs.worker")
 
 EXIT_OK = 0
+EXIT_RECYCLE = 75
+"""Exit code after ``max_jobs``: the supervisor starts a fresh process, in burst mode too."""
 EXIT_STUCK_JOB = 70
 
 
@@ -76,9 +77,9 @@ class WorkerProcess:
         self.now = now
         self.lease = timedelta(seconds=conf.LEASE_SECONDS)
         self.heartbeat_every = conf.HEARTBEAT_SECONDS
-        self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE)
-        self.executor = Executor(config.worker_id, self.watch, now)
         self.wakeup: Wakeup = wakeup_for(config.using, config.queues)
+        self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self.wakeup.poke)
+        self.executor = Executor(config.worker_id, self.watch, now)
         self.pending: queue.Queue[Job | None] = queue.Queue()
         self.in_flight: dict[Any, Job] = {}
         self.started: set[Any] = set()
@@ -88,6 +89,7 @@ class WorkerProcess:
         self.jobs_done = 0
         self.claimed_total = 0
         self._next_heartbeat = 0.0
+        self._claim_size = config.threads
         self._threads: list[threading.Thread] = []
 
     @property
@@ -186,7 +188,7 @@ class WorkerProcess:
     def _claim_if_room(self) -> int:
         if self.stop_requested.is_set() or self.pending.qsize() >= self.config.threads:
             return 0
-        limit = self.config.batch_size or 1
+        limit = self._claim_size
         if self.config.max_jobs is not None:
             limit = min(limit, self.config.max_jobs - self.claimed_total)
         if limit <= 0:
@@ -201,10 +203,21 @@ class WorkerProcess:
             lease_until=now + self.lease,
         )
         self.claimed_total += len(jobs)
+        self._adapt_claim_size(len(jobs), limit)
         for job in jobs:
             self.in_flight[job.pk] = job
             self.pending.put(job)
         return len(jobs)
+
+    def _adapt_claim_size(self, claimed: int, asked: int) -> None:
+        """Claim one job per thread while the queue is short, a full batch while it is deep.
+
+        A process holding a prefetched batch makes other idle processes wait, and
+        a claimed job's attempt counts even before it starts; both only pay off
+        under a backlog, which a full claim signals.
+        """
+        batch = self.config.batch_size or 1
+        self._claim_size = min(batch, asked * 2) if claimed == asked else self.config.threads
 
     def flush(self) -> int:
         """Write finished attempts in one statement, then announce them."""
@@ -276,8 +289,8 @@ class WorkerProcess:
             ]
         for job in running:
             error = error_record(WorkerLost(reason), worker_id=self.worker_id, attempt=job.attempts, at=now)
-            self.jobs.settle_lost_attempt(job, error, now)
-            log.job_event(job, "rescued", reason=reason)
+            if self.jobs.settle_lost_attempt(job, error, now):
+                announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
 
     def _abandon(self, stuck: list[Any]) -> None:
         """A job ignored its timeout interrupt: record it, hand back the rest, exit for a fresh process."""
@@ -308,21 +321,8 @@ class WorkerProcess:
             self.pending.put(None)
         self.wakeup.stop()
         Worker.objects.db_manager(self.config.using).filter(pk=self.worker_id).delete()
-        return EXIT_OK
+        return EXIT_RECYCLE if self._reached_max_jobs() and not self.stop_requested.is_set() else EXIT_OK
 
 
 def _stuck_timeout(entry: Any) -> BaseException:
     return JobTimeout(f"Exceeded its timeout of {entry.timeout:g}s and ignored the interrupt.")
-
-
-def announce_outcome(job: Job) -> None:
-    """Log the state change; send Django's ``task_finished`` for a final one."""
-    if job.status == JobStatus.QUEUED:
-        log.job_event(job, "retrying", run_after=job.run_after.isoformat())
-        return
-    log.job_event(job, job.status)
-    try:
-        task = load_task(job.task_path)
-    except UnknownTask:
-        return
-    task_finished.send(sender=type(task.get_backend()), task_result=to_task_result(job, task.backend, task))

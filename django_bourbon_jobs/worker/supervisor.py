@@ -23,7 +23,13 @@ from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.worker import maintenance
-from django_bourbon_jobs.worker.process import WorkerConfig, WorkerProcess, new_worker_id
+from django_bourbon_jobs.worker.process import (
+    EXIT_OK,
+    EXIT_RECYCLE,
+    WorkerConfig,
+    WorkerProcess,
+    new_worker_id,
+)
 
 logger = logging.getLogger("django_bourbon_jobs.supervisor")
 
@@ -105,11 +111,11 @@ class Supervisor:
         self.children.remove(child)
         code = child.process.exitcode
         self._rescue(child, f"The worker process exited with code {code} during the attempt.")
-        if self.stopping.is_set() or (self.config.burst and code == 0):
+        if self.stopping.is_set() or (self.config.burst and code == EXIT_OK):
             return
-        if code != 0:
+        if code not in (EXIT_OK, EXIT_RECYCLE):
             logger.error("worker %s exited with code %s; replacing it", child.config.worker_id, code)
-        if time.monotonic() - child.started < RESTART_PAUSE:
+        if code != EXIT_RECYCLE and time.monotonic() - child.started < RESTART_PAUSE:
             self.stopping.wait(RESTART_PAUSE)
         if not self.stopping.is_set():
             self._spawn()

@@ -109,6 +109,8 @@ class PostgresListener(Wakeup):
 
 
 def wakeup_for(using: str, queues: frozenset[str]) -> Wakeup:
-    if connections[using].vendor == "postgresql":
+    """LISTEN/NOTIFY on PostgreSQL through psycopg 3; polling everywhere else (psycopg2 too)."""
+    connection = connections[using]
+    if connection.vendor == "postgresql" and getattr(connection, "Database", object).__name__ == "psycopg":
         return PostgresListener(using, queues)
     return Wakeup()

@@ -1,0 +1,28 @@
+"""The README's demo: the example project migrates, dispatches, runs workers and reports."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_every_job_to_its_expected_end(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["BOURBON_EXAMPLE_DB"] = str(tmp_path / "demo.sqlite3")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "example_project/manage.py", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Demo finished: every job ended as expected." in done.stdout
+    assert "synced_on_attempt" in done.stdout
