@@ -9,6 +9,8 @@ from typing import Any
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
 from django.utils import timezone
 
+from django_bourbon_jobs import log
+
 DISPATCH_OPTIONS = frozenset({"queue_name", "priority", "run_after", "delay"})
 
 
@@ -53,7 +55,10 @@ def cancel(job_id: str) -> bool:
         job_uuid = uuid.UUID(str(job_id))
     except ValueError:
         return False
-    return bool(Job.objects.filter(pk=job_uuid).cancel(timezone.now()))
+    if not Job.objects.filter(pk=job_uuid).cancel(timezone.now()):
+        return False
+    log.job_event(Job.objects.get(pk=job_uuid), "cancelled")
+    return True
 
 
 def get_result(job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> TaskResult:

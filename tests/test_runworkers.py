@@ -183,3 +183,19 @@ def test_burst_with_max_jobs_recycles_processes_until_drained(runworkers):
     assert proc.wait(60) == 0, proc.output()
     assert Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).count() == 10
     assert len(set(Job.objects.values_list("worker_id", flat=True))) == 4
+
+
+@pytest.mark.skipif("os.environ.get('BOURBON_TEST_DB') != 'postgres'", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_idle_workers_wake_on_notify_not_on_the_poll_interval(runworkers):
+    slow_poll = json.dumps({"POLL_INTERVAL": 60, "RESCUE_INTERVAL": 60})
+    proc = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=slow_poll)
+    wait_until(lambda: Worker.objects.exists(), message="worker registered")
+    warm = tasks.echo.enqueue("warm-up")
+    wait_until(lambda: status_of(warm.id) == JobStatus.SUCCEEDED, timeout=10, message="first job")
+    for n in range(3):
+        result = tasks.echo.enqueue(n)
+        wait_until(lambda: status_of(result.id) == JobStatus.SUCCEEDED, timeout=5, message="NOTIFY wake-up")
+        job = Job.objects.get(pk=result.id)
+        assert (job.started_at - job.enqueued_at).total_seconds() < 5
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.output()
