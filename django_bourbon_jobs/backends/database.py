@@ -8,7 +8,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core import checks
-from django.db import router, transaction
+from django.db import router
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -58,10 +58,10 @@ class DatabaseBackend(BaseTaskBackend):
         self.validate_task(task)
         job = self._build_job(task, args, kwargs)
         using = router.db_for_write(Job)
-        with transaction.atomic(using=using, savepoint=False):
+        if job.run_after <= job.enqueued_at and wakeup.uses_notify(using):
+            wakeup.insert_and_notify(job, using)
+        else:
             job.save(force_insert=True, using=using)
-            if job.run_after <= job.enqueued_at:
-                wakeup.notify_enqueued(using, job.queue_name)
         result = to_task_result(job, self.alias, task)
         task_enqueued.send(type(self), task_result=result)
         log.job_event(job, "queued")

@@ -14,18 +14,30 @@ import threading
 from typing import Any
 
 from django.db import connections
+from django.db.models import Model, sql
 
 logger = logging.getLogger("django_bourbon_jobs.wakeup")
 
 CHANNEL = "bourbon_jobs"
 
 
-def notify_enqueued(using: str, queue_name: str) -> None:
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
+def uses_notify(using: str) -> bool:
+    return connections[using].vendor == "postgresql"
+
+
+def insert_and_notify(job: Model, using: str) -> None:
+    """INSERT the job and NOTIFY its queue in one statement (one round trip).
+
+    Inside the caller's transaction PostgreSQL holds the notification until
+    commit, so no worker wakes for a job it cannot see yet; in autocommit the
+    row is committed by the time the notification is delivered.
+    """
+    query = sql.InsertQuery(type(job))
+    query.insert_values([f for f in job._meta.concrete_fields], [job])
+    [(insert_sql, params)] = query.get_compiler(using=using).as_sql()
+    statement = f"WITH j AS ({insert_sql} RETURNING queue_name) SELECT pg_notify(%s, queue_name) FROM j"
+    with connections[using].cursor() as cursor:
+        cursor.execute(statement, [*params, CHANNEL])
 
 
 class Wakeup:
