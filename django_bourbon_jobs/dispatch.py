@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,10 @@ from django.utils import timezone
 
 from django_bourbon_jobs import log
 
-DISPATCH_OPTIONS = frozenset({"queue_name", "priority", "run_after", "delay"})
+DISPATCH_OPTIONS = frozenset({"queue_name", "priority", "run_after", "delay", "dispatched_by"})
+
+dispatching_user: ContextVar[Any] = ContextVar("dispatching_user", default=None)
+"""The user a dispatch is made for; the backend stores it on the job (Django's enqueue has no slot for it)."""
 
 
 def _run_after(run_after: datetime | None, delay: float | timedelta | None) -> datetime | None:
@@ -29,7 +33,8 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
 
     Options: ``queue_name``, ``priority``, ``run_after`` (an aware datetime) or
-    ``delay`` (seconds or a ``timedelta``).
+    ``delay`` (seconds or a ``timedelta``), and ``dispatched_by`` (a user, recorded
+    on the job; ``request.dispatch_async`` passes the request's user).
     """
     if not isinstance(handler, Task):
         name = getattr(handler, "__qualname__", repr(handler))
@@ -44,7 +49,11 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     task = handler.using(
         queue_name=options.get("queue_name"), priority=options.get("priority"), run_after=run_after
     )
-    return task.enqueue(payload)
+    token = dispatching_user.set(options.get("dispatched_by"))
+    try:
+        return task.enqueue(payload)
+    finally:
+        dispatching_user.reset(token)
 
 
 def cancel(job_id: str) -> bool:

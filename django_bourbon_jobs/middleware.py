@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.tasks import Task
+from django.tasks import Task, TaskResult
 from django.urls import reverse
 
 from django_bourbon_jobs.conf import get_settings
@@ -22,11 +22,17 @@ def status_url(request: HttpRequest, job_id: str) -> str | None:
     return request.build_absolute_uri(reverse(name, kwargs={"job_id": job_id}))
 
 
+def dispatch_for(request: HttpRequest, handler: Task, payload: Any = None, **options: Any) -> TaskResult:
+    """``dispatch_async`` that records the request's user as the dispatcher."""
+    options.setdefault("dispatched_by", getattr(request, "user", None))
+    return dispatch_async(handler, payload, **options)
+
+
 def dispatch_async_json(
     request: HttpRequest, handler: Task, payload: Any = None, **options: Any
 ) -> JsonResponse:
     """Dispatch and answer ``202 Accepted`` with the job id, its status URL and a ``Location`` header."""
-    result = dispatch_async(handler, payload, **options)
+    result = dispatch_for(request, handler, payload, **options)
     url = status_url(request, result.id)
     response = JsonResponse({"status": "queued", "job_id": result.id, "status_url": url}, status=202)
     if url:
@@ -41,7 +47,7 @@ class AsyncDispatchMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.dispatch_async = dispatch_async  # type: ignore[attr-defined]
+        request.dispatch_async = partial(dispatch_for, request)  # type: ignore[attr-defined]
         request.dispatch_async_json = partial(dispatch_async_json, request)  # type: ignore[attr-defined]
         request.get_async_result = get_result  # type: ignore[attr-defined]
         return self.get_response(request)

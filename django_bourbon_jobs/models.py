@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -75,6 +76,17 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Cancel the queued jobs among these; running and finished ones are left alone."""
         return self.queued().update(status=JobStatus.CANCELLED, finished_at=now)
 
+    def retry(self, now: datetime) -> int:
+        """Queue failed and cancelled jobs again with fresh attempts; their error history stays."""
+        return self.filter(status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).update(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            run_after=now,
+            finished_at=None,
+            lease_expires_at=None,
+            worker_id="",
+        )
+
     def settle_lost_attempt(self, job: Job, error: dict[str, Any], now: datetime) -> bool:
         """Requeue (or, with no attempts left, fail) a running job whose attempt ended without an outcome."""
         holder = job.worker_id
@@ -109,12 +121,22 @@ class Job(models.Model):
     worker_id = models.CharField(max_length=64, blank=True, default="")
     return_value = models.JSONField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
+    dispatched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The user whose request dispatched the job, when there was one.",
+    )
 
     objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-enqueued_at"]
+        permissions = [("retry_job", "Can retry jobs"), ("cancel_job", "Can cancel jobs")]
         indexes = [
+            models.Index(models.F("enqueued_at").desc(), name="bourbon_job_newest"),
             # The claim: WHERE status='queued' AND run_after <= now
             # ORDER BY priority DESC, run_after, id. Partial, so finished rows cost nothing.
             models.Index(

@@ -19,9 +19,14 @@ ROOT_URLCONF = "tests.urls"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "django_bourbon_jobs",
 ]
-MIDDLEWARE = ["django_bourbon_jobs.middleware.AsyncDispatchMiddleware"]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_bourbon_jobs.middleware.AsyncDispatchMiddleware",
+]
 
 DB_KIND = os.environ.get("BOURBON_TEST_DB", "sqlite")
 SQLITE_PATH = os.environ.get("BOURBON_TEST_SQLITE", str(BASE_DIR.parent / ".test-db.sqlite3"))

@@ -148,3 +148,25 @@ def test_bad_task_options_are_refused_at_definition(options, message):
     job.__qualname__ = job.__name__  # a module-level function, as Django requires
     with pytest.raises(InvalidTask, match=message):
         task(**options)(job)
+
+
+def test_dispatched_by_is_recorded_and_not_leaked_to_later_dispatches(django_user_model):
+    user = django_user_model.objects.create_user("grace")
+    mine = dispatch_async(tasks.echo, 1, dispatched_by=user)
+    later = tasks.echo.enqueue(2)
+    assert Job.objects.get(pk=mine.id).dispatched_by == user
+    assert Job.objects.get(pk=later.id).dispatched_by is None
+
+
+def test_retry_requeues_failed_and_cancelled_jobs_keeping_their_errors():
+    failed = tasks.echo.enqueue(1)
+    cancelled = tasks.echo.enqueue(2)
+    queued = tasks.echo.enqueue(3)
+    error = {"exception_class_path": "builtins.ValueError", "traceback": "tb", "message": "boom"}
+    Job.objects.filter(pk=failed.id).update(status=JobStatus.FAILED, attempts=3, errors=[error])
+    Job.objects.filter(pk=cancelled.id).update(status=JobStatus.CANCELLED)
+    assert Job.objects.all().retry(timezone.now()) == 2
+    job = Job.objects.get(pk=failed.id)
+    assert (job.status, job.attempts, job.errors, job.finished_at) == (JobStatus.QUEUED, 0, [error], None)
+    assert Job.objects.get(pk=cancelled.id).status == JobStatus.QUEUED
+    assert Job.objects.get(pk=queued.id).attempts == 0

@@ -45,3 +45,14 @@ def test_status_view_reads_the_result(client):
 def test_status_view_of_unknown_id_is_404(client):
     assert client.get("/jobs/01a20856-1b7d-79ea-ab93-c261e11612f5/").status_code == 404
     assert client.get("/jobs/garbage/").status_code == 404
+
+
+def test_the_requests_user_is_recorded_as_dispatcher(client, django_user_model):
+    user = django_user_model.objects.create_user("ada", password="pw")
+    anonymous_job = client.post("/signup/", {"email": "x@example.com"}).json()["job_id"]
+    client.force_login(user)
+    job_id = client.post("/signup/", {"email": "a@example.com"}).json()["job_id"]
+    json_job = client.post("/process/", "{}", content_type="application/json").json()["job_id"]
+    assert Job.objects.get(pk=job_id).dispatched_by == user
+    assert Job.objects.get(pk=json_job).dispatched_by == user
+    assert Job.objects.get(pk=anonymous_job).dispatched_by is None

@@ -16,10 +16,18 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from django_bourbon_jobs import log
+from django_bourbon_jobs.dispatch import dispatching_user
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
 from django_bourbon_jobs.worker import wakeup
+
+
+def _saved_user(user: Any) -> Any:
+    """The user to record, or ``None`` for no user, an anonymous one, or one never saved."""
+    if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
+        return None
+    return user
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -80,6 +88,7 @@ class DatabaseBackend(BaseTaskBackend):
             max_attempts=max_attempts_of(task),
             run_after=task.run_after or now,
             enqueued_at=now,
+            dispatched_by=_saved_user(dispatching_user.get()),
         )
 
     def get_result(self, result_id: str) -> TaskResult:

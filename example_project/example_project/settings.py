@@ -16,11 +16,16 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
     "django_bourbon_jobs",
     "shop",
 ]
 
 MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Gives every request dispatch_async(), dispatch_async_json() and get_async_result().
     "django_bourbon_jobs.middleware.AsyncDispatchMiddleware",
 ]
