@@ -8,8 +8,8 @@ Every key has a default. :func:`validate` names each bad key; the system check
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -18,6 +18,9 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from django_bourbon_jobs.exceptions import ConfigurationError
+
+DAY = 86400.0
+DEFAULT_RETENTION: dict[str, float | None] = {"succeeded": 7 * DAY, "cancelled": 7 * DAY, "failed": 30 * DAY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,12 @@ class BourbonSettings:
     """How often the supervisor looks for expired leases and dead workers."""
     STATUS_URL_NAME: str | None = None
     """URL name reversed with ``job_id=`` for ``dispatch_async_json``'s ``status_url``."""
+    RETENTION: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
+    """Seconds a finished job is kept, per final status; ``None`` keeps it forever.
+
+    Keys you leave out keep their default (see ``DEFAULT_RETENTION``)."""
+    PRUNE_BATCH: int = 1000
+    """Rows one pruning DELETE removes; small batches never hold long locks."""
 
     @property
     def default_backoff(self) -> Callable[..., float | None]:
@@ -63,7 +72,7 @@ _POSITIVE_NUMBERS = {
     "RESCUE_INTERVAL",
 }
 _NON_NEGATIVE_NUMBERS = {"TIMEOUT_GRACE", "SHUTDOWN_GRACE"}
-_POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE"}
+_POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE", "PRUNE_BATCH"}
 _TIMING_KEYS = ("HEARTBEAT_SECONDS", "LEASE_SECONDS")
 
 
@@ -93,6 +102,8 @@ def _check_key(key: str, value: object) -> str | None:
         return "must be a number of seconds greater than 0, or None"
     if key == "STATUS_URL_NAME" and value is not None and not isinstance(value, str):
         return "must be a URL name (a string) or None"
+    if key == "RETENTION":
+        return _check_retention(value)
     if key == "DEFAULT_BACKOFF":
         if not isinstance(value, str):
             return "must be the import path of a callable"
@@ -100,6 +111,18 @@ def _check_key(key: str, value: object) -> str | None:
             _import_callable(value)
         except ImportError as exc:
             return f"cannot be imported ({exc})"
+    return None
+
+
+def _check_retention(value: object) -> str | None:
+    if not isinstance(value, Mapping):
+        return f"must be a dict of {', '.join(DEFAULT_RETENTION)} to seconds (or None)"
+    unknown = sorted(set(value) - set(DEFAULT_RETENTION))
+    if unknown:
+        return f"has unknown statuses {unknown}; use {', '.join(DEFAULT_RETENTION)}"
+    for status, seconds in value.items():
+        if seconds is not None and not (_is_number(seconds) and seconds > 0):
+            return f"[{status!r}] must be a number of seconds greater than 0, or None"
     return None
 
 
@@ -115,7 +138,7 @@ def validate(raw: object) -> list[tuple[str, str]]:
         reason = _check_key(key, raw[key])
         if reason:
             problems.append(("bourbon_jobs.E002", f"BOURBON_JOBS[{key!r}] {reason} (got {raw[key]!r})."))
-    merged = {**{f.name: f.default for f in fields(BourbonSettings)}, **raw}
+    merged = {**{f.name: f.default for f in fields(BourbonSettings) if f.name in _TIMING_KEYS}, **raw}
     timing_ok = not any(f"'{key}'" in message for _, message in problems for key in _TIMING_KEYS)
     if timing_ok and merged["HEARTBEAT_SECONDS"] >= merged["LEASE_SECONDS"]:
         problems.append(
@@ -134,6 +157,8 @@ def get_settings() -> BourbonSettings:
     problems = validate(raw)
     if problems:
         raise ConfigurationError(problems[0][1])
+    if "RETENTION" in raw:
+        raw = {**raw, "RETENTION": {**DEFAULT_RETENTION, **raw["RETENTION"]}}
     return BourbonSettings(**raw)
 
 

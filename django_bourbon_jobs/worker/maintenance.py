@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Subquery
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import WorkerLost
@@ -54,9 +55,44 @@ def forget_dead_workers(now: datetime, using: str = "default") -> int:
     return deleted
 
 
+def prune_batch(status: str, before: datetime, limit: int, using: str = "default") -> int:
+    """Delete up to ``limit`` jobs of ``status`` that finished before ``before``.
+
+    ``DELETE ... WHERE id IN (SELECT id ... LIMIT n)`` walks the
+    ``(status, finished_at)`` index; each batch is its own short transaction.
+    """
+    jobs = Job.objects.db_manager(using)
+    doomed = jobs.filter(status=status, finished_at__lt=before).order_by().values("pk")[:limit]
+    deleted, _ = jobs.filter(pk__in=Subquery(doomed)).delete()
+    return deleted
+
+
+def prune_finished(now: datetime, using: str = "default", max_batches: int | None = None) -> int:
+    """Apply ``RETENTION``: at most ``max_batches`` batches per status (``None``: until done)."""
+    conf = get_settings()
+    total = 0
+    for status, seconds in conf.RETENTION.items():
+        if seconds is None:
+            continue
+        before = now - timedelta(seconds=seconds)
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            deleted = prune_batch(status, before, conf.PRUNE_BATCH, using)
+            total += deleted
+            batches += 1
+            if deleted < conf.PRUNE_BATCH:
+                break
+    return total
+
+
+PRUNE_BATCHES_PER_PASS = 10
+"""The supervisor's share of pruning per maintenance pass: bounded, so rescue never waits long."""
+
+
 def run_once(now: datetime, using: str = "default") -> int:
     rescued = rescue_expired_leases(now, using)
     forget_dead_workers(now, using)
+    prune_finished(now, using, max_batches=PRUNE_BATCHES_PER_PASS)
     if rescued:
         logger.warning("rescued %d job(s) with expired leases", rescued)
     return rescued
