@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,13 +30,8 @@ def _run_after(run_after: datetime | None, delay: float | timedelta | None) -> d
     return timezone.now() + timedelta(seconds=seconds)
 
 
-def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskResult:
-    """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
-
-    Options: ``queue_name``, ``priority``, ``run_after`` (an aware datetime) or
-    ``delay`` (seconds or a ``timedelta``), and ``dispatched_by`` (a user, recorded
-    on the job; ``request.dispatch_async`` passes the request's user).
-    """
+def _prepared(handler: Task, options: dict[str, Any]) -> Task:
+    """The handler with the dispatch options applied; ``TypeError`` for a non-task or unknown option."""
     if not isinstance(handler, Task):
         name = getattr(handler, "__qualname__", repr(handler))
         raise TypeError(
@@ -46,12 +42,40 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     if unknown:
         raise TypeError(f"dispatch_async() got unknown options: {', '.join(sorted(unknown))}.")
     run_after = _run_after(options.get("run_after"), options.get("delay"))
-    task = handler.using(
+    return handler.using(
         queue_name=options.get("queue_name"), priority=options.get("priority"), run_after=run_after
     )
+
+
+def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskResult:
+    """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
+
+    Options: ``queue_name``, ``priority``, ``run_after`` (an aware datetime) or
+    ``delay`` (seconds or a ``timedelta``), and ``dispatched_by`` (a user, recorded
+    on the job; ``request.dispatch_async`` passes the request's user).
+    """
+    task = _prepared(handler, options)
     token = dispatching_user.set(options.get("dispatched_by"))
     try:
         return task.enqueue(payload)
+    finally:
+        dispatching_user.reset(token)
+
+
+def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> list[TaskResult]:
+    """Queue ``handler(payload)`` for every payload in a few multi-row INSERTs: fan-out.
+
+    Takes the options of :func:`dispatch_async`. All or nothing: one payload that
+    is not JSON raises ``InvalidPayload`` and no job is written. The task's
+    backend must provide ``enqueue_many`` (``DatabaseBackend`` does).
+    """
+    task = _prepared(handler, options)
+    backend = task.get_backend()
+    if not hasattr(backend, "enqueue_many"):
+        raise TypeError(f"Backend {type(backend).__name__} cannot enqueue in bulk; use dispatch_async().")
+    token = dispatching_user.set(options.get("dispatched_by"))
+    try:
+        return backend.enqueue_many(task, [((payload,), {}) for payload in payloads])  # type: ignore[no-any-return]
     finally:
         dispatching_user.reset(token)
 

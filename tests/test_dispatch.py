@@ -9,7 +9,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from django_bourbon_jobs import dispatch_async, get_result
+from django_bourbon_jobs import dispatch_async, dispatch_many, get_result
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.models import Job, JobStatus
 from tests import tasks
@@ -170,3 +170,18 @@ def test_retry_requeues_failed_and_cancelled_jobs_keeping_their_errors():
     assert (job.status, job.attempts, job.errors, job.finished_at) == (JobStatus.QUEUED, 0, [error], None)
     assert Job.objects.get(pk=cancelled.id).status == JobStatus.QUEUED
     assert Job.objects.get(pk=queued.id).attempts == 0
+
+
+def test_dispatch_many_writes_every_job_with_the_options():
+    results = dispatch_many(tasks.echo, [{"n": n} for n in range(2500)], queue_name="fanout", priority=3)
+    assert len(results) == 2500 and len({r.id for r in results}) == 2500
+    assert Job.objects.filter(queue_name="fanout", priority=3, status=JobStatus.QUEUED).count() == 2500
+    assert Job.objects.get(pk=results[1234].id).args == [{"n": 1234}]
+
+
+def test_dispatch_many_is_all_or_nothing():
+    with pytest.raises(InvalidPayload):
+        dispatch_many(tasks.echo, [1, 2, {3}, 4])
+    assert not Job.objects.exists()
+    with pytest.raises(TypeError, match="decorate it"):
+        dispatch_many(tasks.not_a_task, [1])

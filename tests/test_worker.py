@@ -320,3 +320,12 @@ def test_result_of_a_job_whose_task_was_removed_is_still_readable():
     fresh = get_result(result.id)
     assert fresh.status == TaskResultStatus.READY
     assert fresh.task.name == "unavailable_task"
+
+
+def test_bulk_dispatched_jobs_run(tmp_path):
+    from django_bourbon_jobs import dispatch_many
+
+    path = str(tmp_path / "runs")
+    dispatch_many(tasks.record, [{"path": path, "n": n} for n in range(200)])
+    drain(threads=2)
+    assert sorted(map(int, open(path).read().split())) == list(range(200))

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core import checks
-from django.db import router
+from django.db import router, transaction
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -21,6 +21,9 @@ from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
 from django_bourbon_jobs.worker import wakeup
+
+BULK_BATCH = 1000
+"""Rows per INSERT statement in ``enqueue_many``."""
 
 
 def _saved_user(user: Any) -> Any:
@@ -74,6 +77,30 @@ class DatabaseBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         log.job_event(job, "queued")
         return result
+
+    def enqueue_many(
+        self, task: Task, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
+    ) -> list[TaskResult]:
+        """Enqueue many calls of one task with multi-row INSERTs, all or nothing.
+
+        Every payload is checked before anything is written; the rows go in one
+        transaction, and each queue is notified once.
+        """
+        from django_bourbon_jobs.models import Job
+        from django_bourbon_jobs.results import to_task_result
+
+        self.validate_task(task)
+        jobs = [self._build_job(task, args, kwargs) for args, kwargs in calls]
+        using = router.db_for_write(Job)
+        with transaction.atomic(using=using):
+            Job.objects.db_manager(using).bulk_create(jobs, batch_size=BULK_BATCH)
+            if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
+                wakeup.notify_queue(using, task.queue_name)
+        results = [to_task_result(job, self.alias, task) for job in jobs]
+        for job, result in zip(jobs, results, strict=True):
+            task_enqueued.send(type(self), task_result=result)
+            log.job_event(job, "queued")
+        return results
 
     def _build_job(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         from django_bourbon_jobs.models import Job

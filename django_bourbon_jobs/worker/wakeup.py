@@ -25,6 +25,13 @@ def uses_notify(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
 
+def notify_queue(using: str, queue_name: str) -> None:
+    """NOTIFY the queue's workers (held until commit inside a transaction)."""
+    if uses_notify(using):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
+
+
 def insert_and_notify(job: Model, using: str) -> None:
     """INSERT the job and NOTIFY its queue in one statement (one round trip).
 
