@@ -40,10 +40,12 @@ def drain(**options: object) -> WorkerProcess:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        PYTHONPATH=str(ROOT),
-        BOURBON_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-        **extra,
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": str(ROOT),
+            "BOURBON_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+            **extra,
+        }
     )
     return env
 

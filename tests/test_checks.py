@@ -64,3 +64,10 @@ def test_backend_with_unknown_options_is_an_error():
         "default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"X": 1}}
     }
     assert "bourbon_jobs.E006" in ids(TASKS=tasks_setting)
+
+
+def test_redis_option_must_name_a_django_redis_cache():
+    tasks_setting = {
+        "default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"REDIS": "nope"}}
+    }
+    assert "bourbon_jobs.E007" in ids(TASKS=tasks_setting)

@@ -194,7 +194,9 @@ def test_idle_workers_wake_on_notify_not_on_the_poll_interval(runworkers):
     wait_until(lambda: status_of(warm.id) == JobStatus.SUCCEEDED, timeout=10, message="first job")
     for n in range(3):
         result = tasks.echo.enqueue(n)
-        wait_until(lambda r=result: status_of(r.id) == JobStatus.SUCCEEDED, timeout=5, message="NOTIFY wake-up")
+        wait_until(
+            lambda r=result: status_of(r.id) == JobStatus.SUCCEEDED, timeout=5, message="NOTIFY wake-up"
+        )
         job = Job.objects.get(pk=result.id)
         assert (job.started_at - job.enqueued_at).total_seconds() < 5
     proc.signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 from django.db import router, transaction
 from django.tasks import Task, TaskResult
@@ -15,7 +16,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from django_bourbon_jobs import log
+from django_bourbon_jobs import fastpath, log
 from django_bourbon_jobs.dispatch import dispatching_user
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
@@ -45,6 +46,7 @@ class DatabaseBackend(BaseTaskBackend):
         # Unlike Django's default of ["default"], any queue name is accepted
         # unless the project lists its queues.
         self.queues = set(params.get("QUEUES", []))
+        self.redis_alias: str | None = self.options.get("REDIS")
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
@@ -69,10 +71,13 @@ class DatabaseBackend(BaseTaskBackend):
         self.validate_task(task)
         job = self._build_job(task, args, kwargs)
         using = router.db_for_write(Job)
-        if job.run_after <= job.enqueued_at and wakeup.uses_notify(using):
+        due_now = job.run_after <= job.enqueued_at
+        if due_now and wakeup.uses_notify(using):
             wakeup.insert_and_notify(job, using)
         else:
             job.save(force_insert=True, using=using)
+        if due_now and self.redis_alias:
+            fastpath.publish_after_commit(self.redis_alias, job.queue_name, using)
         result = to_task_result(job, self.alias, task)
         task_enqueued.send(type(self), task_result=result)
         log.job_event(job, "queued")
@@ -96,11 +101,28 @@ class DatabaseBackend(BaseTaskBackend):
             Job.objects.db_manager(using).bulk_create(jobs, batch_size=BULK_BATCH)
             if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
                 wakeup.notify_queue(using, task.queue_name)
+                if self.redis_alias:
+                    fastpath.publish_after_commit(self.redis_alias, task.queue_name, using)
         results = [to_task_result(job, self.alias, task) for job in jobs]
         for job, result in zip(jobs, results, strict=True):
             task_enqueued.send(type(self), task_result=result)
             log.job_event(job, "queued")
         return results
+
+    def _check_redis(self) -> list[checks.CheckMessage]:
+        if self.redis_alias is None:
+            return []
+        cache = settings.CACHES.get(self.redis_alias, {}) if isinstance(self.redis_alias, str) else {}
+        if not str(cache.get("BACKEND", "")).startswith("django_redis."):
+            return [
+                checks.Error(
+                    f"TASKS[{self.alias!r}]['OPTIONS']['REDIS'] is {self.redis_alias!r}, "
+                    "which is not a django-redis cache in CACHES.",
+                    hint="Name a CACHES alias whose BACKEND is django_redis.cache.RedisCache.",
+                    id="bourbon_jobs.E007",
+                )
+            ]
+        return []
 
     def _build_job(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         from django_bourbon_jobs.models import Job
@@ -139,7 +161,8 @@ class DatabaseBackend(BaseTaskBackend):
                     id="bourbon_jobs.E005",
                 )
             )
-        unknown = set(self.options)
+        messages.extend(self._check_redis())
+        unknown = set(self.options) - {"REDIS"}
         if unknown:
             messages.append(
                 checks.Error(

@@ -2,15 +2,17 @@
 
 PostgreSQL: enqueue runs ``pg_notify`` in the enqueuing transaction, so the
 notification is delivered only on commit; each worker process LISTENs on a
-dedicated connection. Other databases: polling every ``POLL_INTERVAL``.
-Polling stays on as the safety net under LISTEN (deferred jobs becoming due,
-a dropped listener connection).
+dedicated connection. With Redis configured (``TASKS[...]["OPTIONS"]["REDIS"]``),
+enqueue also publishes after commit and workers subscribe: instant wake-ups on
+any database. Polling every ``POLL_INTERVAL`` stays on underneath as the safety
+net (deferred jobs becoming due, a channel that is down).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
@@ -48,15 +50,24 @@ def insert_and_notify(job: Model, using: str) -> None:
 
 
 class Wakeup:
-    """An event the worker sleeps on; something else sets it when there may be work."""
+    """An event the worker sleeps on, set by whatever sources say there may be work.
 
-    def __init__(self) -> None:
+    Sources (LISTEN/NOTIFY, Redis pub/sub) run in daemon threads and only ever
+    ``poke()``; a source that loses its connection pokes too, so the worker polls
+    the database at once instead of trusting a silent channel.
+    """
+
+    def __init__(self, sources: list[Callable[[Wakeup], Source]] | None = None) -> None:
         self.event = threading.Event()
+        self.sources = [make(self) for make in sources or []]
 
     def start(self) -> None:
-        """Begin listening; nothing to do for plain polling."""
+        for source in self.sources:
+            source.start()
 
     def stop(self) -> None:
+        for source in self.sources:
+            source.stop()
         self.event.set()
 
     def wait(self, timeout: float) -> bool:
@@ -68,68 +79,100 @@ class Wakeup:
         self.event.set()
 
 
-class PostgresListener(Wakeup):
-    """LISTEN on a dedicated psycopg connection in a daemon thread; reconnects when it drops."""
+class Source:
+    """A listener in a daemon thread that pokes a :class:`Wakeup`; reconnects by itself."""
 
-    def __init__(self, using: str, queues: frozenset[str]) -> None:
-        super().__init__()
-        self.using = using
+    name = "source"
+
+    def __init__(self, wakeup: Wakeup, queues: frozenset[str]) -> None:
+        self.wakeup = wakeup
         self.queues = queues
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._listen_forever, name="bourbon-listen", daemon=True)
         self.listening = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"bourbon-{self.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
-        super().stop()
 
-    def _connect(self) -> Any:
+    def wanted(self, queue_name: str) -> bool:
+        return not self.queues or queue_name in self.queues
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def relay(self, conn: Any) -> None:
+        """Poke the wakeup for each message until the connection fails or the source stops."""
+        raise NotImplementedError
+
+    def close(self, conn: Any) -> None:
+        conn.close()
+
+    def _run(self) -> None:
+        delay = 0.1
+        while not self._stopping.is_set():
+            try:
+                conn = self.connect()
+            except Exception as exc:  # noqa: BLE001  (any client error means: poll and retry)
+                if delay == 0.1:
+                    logger.warning(
+                        "%s unavailable (%s); polling the database until it is back", self.name, exc
+                    )
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if delay > 0.1:
+                logger.warning("%s is back; idle workers wake on it again", self.name)
+            delay = 0.1
+            self.listening.set()
+            try:
+                self.relay(conn)
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("%s connection lost (%s); polling until it is back", self.name, exc)
+                delay = 0.2
+            finally:
+                self.listening.clear()
+                self.wakeup.poke()
+                self.close(conn)
+
+
+class PostgresListener(Source):
+    """LISTEN on a dedicated psycopg 3 connection."""
+
+    name = "PostgreSQL LISTEN"
+
+    def __init__(self, wakeup: Wakeup, queues: frozenset[str], using: str) -> None:
+        super().__init__(wakeup, queues)
+        self.using = using
+
+    def connect(self) -> Any:
         import psycopg
 
         params = connections[self.using].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("server_side_binding", None)
+        for key in ("cursor_factory", "context", "server_side_binding"):
+            params.pop(key, None)
         conn = psycopg.connect(**params, autocommit=True)
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
 
-    def _listen_forever(self) -> None:
-        import psycopg
-
-        delay = 0.1
-        while not self._stopping.is_set():
-            try:
-                conn = self._connect()
-            except (psycopg.Error, OSError) as exc:
-                logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.1
-            self.listening.set()
-            try:
-                self._relay(conn)
-            except (psycopg.Error, OSError) as exc:
-                logger.warning("LISTEN connection lost (%s); reconnecting", exc)
-            finally:
-                self.listening.clear()
-                self.poke()
-                conn.close()
-
-    def _relay(self, conn: Any) -> None:
+    def relay(self, conn: Any) -> None:
         while not self._stopping.is_set():
             for notify in conn.notifies(timeout=1.0):
-                if not self.queues or notify.payload in self.queues:
-                    self.poke()
+                if self.wanted(notify.payload):
+                    self.wakeup.poke()
 
 
 def wakeup_for(using: str, queues: frozenset[str]) -> Wakeup:
-    """LISTEN/NOTIFY on PostgreSQL through psycopg 3; polling everywhere else (psycopg2 too)."""
+    """Every source this configuration offers: LISTEN/NOTIFY (PostgreSQL with psycopg 3), Redis."""
+    from django_bourbon_jobs import fastpath
+
+    sources: list[Callable[[Wakeup], Source]] = []
     connection = connections[using]
     if connection.vendor == "postgresql" and getattr(connection, "Database", object).__name__ == "psycopg":
-        return PostgresListener(using, queues)
-    return Wakeup()
+        sources.append(lambda wakeup: PostgresListener(wakeup, queues, using))
+    redis_alias = fastpath.configured_alias()
+    if redis_alias:
+        sources.append(lambda wakeup: fastpath.RedisListener(wakeup, queues, redis_alias))
+    return Wakeup(sources)

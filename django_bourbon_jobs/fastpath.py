@@ -1,0 +1,103 @@
+"""Redis through django-redis: the optional fast path for wake-ups.
+
+Configure it once, the Django way::
+
+    CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://..."}}
+    TASKS = {"default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend",
+                         "OPTIONS": {"REDIS": "default"}}}
+
+The database stays the system of record: a publish happens only after the job's
+transaction commits, and when Redis is flushed, restarted or unreachable,
+dispatch carries on (the failure is logged once per outage) and workers fall
+back to polling the database until Redis answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from django.db import transaction
+
+from django_bourbon_jobs.worker.wakeup import Source, Wakeup
+
+logger = logging.getLogger("django_bourbon_jobs.fastpath")
+
+CHANNEL = "bourbon_jobs:enqueued"
+
+
+def configured_alias() -> str | None:
+    """The cache alias named by the first DatabaseBackend's ``OPTIONS['REDIS']``, if any."""
+    from django.tasks import task_backends
+
+    from django_bourbon_jobs.backends.database import DatabaseBackend
+
+    for backend in task_backends.all():
+        if isinstance(backend, DatabaseBackend) and backend.redis_alias:
+            return backend.redis_alias
+    return None
+
+
+def connection(alias: str) -> Any:
+    from django_redis import get_redis_connection
+
+    return get_redis_connection(alias)
+
+
+class _Publisher:
+    """Publishes enqueues; remembers an outage so it is logged once, not per job."""
+
+    def __init__(self) -> None:
+        self._down = threading.Event()
+
+    def publish(self, alias: str, queue_name: str) -> None:
+        try:
+            connection(alias).publish(CHANNEL, queue_name)
+        except Exception as exc:  # noqa: BLE001  (Redis must never stop a dispatch)
+            if not self._down.is_set():
+                self._down.set()
+                logger.warning("Redis %r unreachable (%s); workers fall back to polling", alias, exc)
+            return
+        if self._down.is_set():
+            self._down.clear()
+            logger.warning("Redis %r reachable again", alias)
+
+
+publisher = _Publisher()
+
+
+def publish_after_commit(alias: str, queue_name: str, using: str) -> None:
+    """Tell subscribed workers about a new job once (and only if) its transaction commits."""
+    transaction.on_commit(lambda: publisher.publish(alias, queue_name), using=using)
+
+
+class RedisListener(Source):
+    """SUBSCRIBE on a django-redis connection; pokes the wakeup for jobs on the worker's queues."""
+
+    name = "Redis pub/sub"
+
+    def __init__(self, wakeup: Wakeup, queues: frozenset[str], alias: str) -> None:
+        super().__init__(wakeup, queues)
+        self.alias = alias
+
+    def connect(self) -> Any:
+        pubsub = connection(self.alias).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(CHANNEL)
+        return pubsub
+
+    def relay(self, pubsub: Any) -> None:
+        while not self._stopping.is_set():
+            message = pubsub.get_message(timeout=1.0)
+            if message and self.wanted(_text(message["data"])):
+                self.wakeup.poke()
+
+    def close(self, pubsub: Any) -> None:
+        try:
+            pubsub.close()
+        except Exception:  # noqa: BLE001  (closing a dead connection may fail; nothing to do)
+            pass
+
+
+def _text(data: Any) -> str:
+    return data.decode() if isinstance(data, bytes) else str(data)

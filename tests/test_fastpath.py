@@ -1,0 +1,174 @@
+"""Redis (django-redis) as the fast path: instant wake-ups, never the only copy of a job.
+
+Each test runs its own ``redis-server`` on a free port, so it can stop and
+restart it without touching the machine's Redis.
+"""
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+from django.db import transaction
+from django.test import override_settings
+
+from django_bourbon_jobs import dispatch_async, fastpath
+from django_bourbon_jobs.models import Job, JobStatus
+from tests import settings_redis, tasks
+from tests.conftest import wait_until
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: _pings(client), timeout=10, message="redis-server up")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def redis_settings(server):
+    caches = {**settings_redis.CACHES, "jobs": {**settings_redis.CACHES["jobs"], "LOCATION": server.url}}
+    return override_settings(CACHES=caches, TASKS=settings_redis.TASKS)
+
+
+def subscriber(server):
+    pubsub = redis.Redis(port=server.port).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(fastpath.CHANNEL)
+    wait_until(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, message="subscribed")
+    return pubsub
+
+
+def messages(pubsub, within=0.5):
+    seen, deadline = [], time.monotonic() + within
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.05)
+        if message:
+            seen.append(message["data"].decode())
+    return seen
+
+
+def test_enqueue_publishes_only_after_commit(redis_server):
+    with redis_settings(redis_server):
+        pubsub = subscriber(redis_server)
+        tasks.echo.enqueue(1)
+        assert messages(pubsub) == ["default"]
+        with transaction.atomic():
+            tasks.send_welcome_email.enqueue({"email": "a@example.com"})
+            assert messages(pubsub, within=0.2) == []
+        assert messages(pubsub) == ["emails"]
+        with pytest.raises(RuntimeError), transaction.atomic():
+            tasks.echo.enqueue(2)
+            raise RuntimeError("rolled back")
+        assert messages(pubsub) == []
+
+
+def test_dispatch_carries_on_while_redis_is_down_and_logs_once(redis_server, caplog):
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.fastpath")
+    with redis_settings(redis_server):
+        redis_server.stop()
+        ids = [dispatch_async(tasks.echo, n).id for n in range(3)]
+        assert Job.objects.filter(pk__in=ids, status=JobStatus.QUEUED).count() == 3
+        down = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(down) == 1
+        redis_server.start()
+        pubsub = subscriber(redis_server)
+        dispatch_async(tasks.echo, "back")
+        assert messages(pubsub) == ["default"]
+        assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+def subscribed_workers(server) -> int:
+    try:
+        [(_, count)] = redis.Redis(port=server.port).pubsub_numsub(fastpath.CHANNEL)
+    except redis.ConnectionError:
+        return 0
+    return int(count)
+
+
+def test_workers_wake_on_redis_and_survive_its_restart(redis_server, runworkers):
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_redis",
+        "BOURBON_TEST_REDIS_URL": redis_server.url,
+        "BOURBON_TEST_SETTINGS": json.dumps({"POLL_INTERVAL": 30, "RESCUE_INTERVAL": 30}),
+    }
+    proc = runworkers("--processes", "1", **env)
+    with redis_settings(redis_server):
+        wait_until(lambda: subscribed_workers(redis_server) == 1, message="worker subscribed")
+        first = tasks.echo.enqueue("woken by redis")
+        wait_until(lambda: Job.objects.get(pk=first.id).status == JobStatus.SUCCEEDED, timeout=5)
+
+        redis_server.stop()
+        during = dispatch_async(tasks.echo, "while redis is down")
+        assert Job.objects.get(pk=during.id).status == JobStatus.QUEUED
+
+        redis_server.start()
+        wait_until(lambda: subscribed_workers(redis_server) == 1, timeout=15, message="worker re-subscribed")
+        after = dispatch_async(tasks.echo, "after the restart")
+        done = Job.objects.filter(pk__in=[during.id, after.id], status=JobStatus.SUCCEEDED)
+        wait_until(lambda: done.count() == 2, timeout=5, message="wake-up through the restarted Redis")
+    proc.signal(15)
+    assert proc.wait(30) == 0, proc.output()
+    assert Job.objects.get(pk=during.id).attempts == 1
+
+
+def test_workers_fall_back_to_polling_when_redis_is_gone(redis_server, runworkers):
+    redis_server.stop()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_redis",
+        "BOURBON_TEST_REDIS_URL": redis_server.url,
+        "BOURBON_TEST_SETTINGS": json.dumps({"POLL_INTERVAL": 0.2}),
+    }
+    with redis_settings(redis_server):
+        ids = [dispatch_async(tasks.echo, n).id for n in range(5)]
+    proc = runworkers("--processes", "1", **env)
+    wait_until(lambda: Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).count() == 5, timeout=15)
+    proc.signal(15)
+    assert proc.wait(30) == 0, proc.output()
