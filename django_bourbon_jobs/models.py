@@ -129,6 +129,21 @@ class Job(models.Model):
         related_name="+",
         help_text="The user whose request dispatched the job, when there was one.",
     )
+    idempotency_key = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The dispatcher's key: a repeat within the window returns this job instead of a new one.",
+    )
+    callback_url = models.URLField(
+        max_length=2000, blank=True, default="", help_text="POSTed the final state, signed (webhooks)."
+    )
+    progress = models.JSONField(
+        null=True, blank=True, help_text="The last reported {current, total, message, at}."
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when a running job is asked to stop (cooperative cancel)."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -152,6 +167,11 @@ class Job(models.Model):
                 name="bourbon_job_lease",
             ),
             models.Index(fields=["status", "finished_at"], name="bourbon_job_finished"),
+            models.Index(
+                fields=["dispatched_by", "idempotency_key", "enqueued_at"],
+                condition=~Q(idempotency_key=""),
+                name="bourbon_job_idempotency",
+            ),
         ]
 
     def __str__(self) -> str:
