@@ -8,7 +8,7 @@ Every key has a default. :func:`validate` names each bad key; the system check
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -57,6 +57,20 @@ class BourbonSettings:
     Keys you leave out keep their default (see ``DEFAULT_RETENTION``)."""
     PRUNE_BATCH: int = 1000
     """Rows one pruning DELETE removes; small batches never hold long locks."""
+    IDEMPOTENCY_WINDOW: float = 86400.0
+    """Seconds during which a repeated ``idempotency_key`` from one dispatcher returns the first job."""
+    PROGRESS_INTERVAL: float = 1.0
+    """Least seconds between two stored progress reports of one job (the last one is always stored)."""
+    API_TASKS: Mapping[str, str] | Sequence[str] = field(default_factory=dict)
+    """Tasks the HTTP API may dispatch: ``{"alias": "path.to.task"}`` or a list of task paths."""
+    API_MAX_PAYLOAD_BYTES: int = 65536
+    """Largest JSON payload the HTTP API accepts."""
+    WEBHOOK_SECRET: str = ""
+    """Shared secret for the HMAC-SHA256 signature of completion webhooks."""
+    WEBHOOK_ALLOWED_HOSTS: Sequence[str] = field(default_factory=list)
+    """Hosts webhooks may be sent to; ``.example.com`` matches the domain and its subdomains."""
+    WEBHOOK_TIMEOUT: float = 10.0
+    """Seconds one webhook delivery attempt may take."""
 
     @property
     def default_backoff(self) -> Callable[..., float | None]:
@@ -70,9 +84,12 @@ _POSITIVE_NUMBERS = {
     "HEARTBEAT_SECONDS",
     "POLL_INTERVAL",
     "RESCUE_INTERVAL",
+    "IDEMPOTENCY_WINDOW",
+    "PROGRESS_INTERVAL",
+    "WEBHOOK_TIMEOUT",
 }
 _NON_NEGATIVE_NUMBERS = {"TIMEOUT_GRACE", "SHUTDOWN_GRACE"}
-_POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE", "PRUNE_BATCH"}
+_POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE", "PRUNE_BATCH", "API_MAX_PAYLOAD_BYTES"}
 _TIMING_KEYS = ("HEARTBEAT_SECONDS", "LEASE_SECONDS")
 
 
@@ -104,6 +121,12 @@ def _check_key(key: str, value: object) -> str | None:
         return "must be a URL name (a string) or None"
     if key == "RETENTION":
         return _check_retention(value)
+    if key == "API_TASKS" and not _is_str_collection(value, mapping_ok=True):
+        return "must be a dict of alias to task path, or a list of task paths"
+    if key == "WEBHOOK_ALLOWED_HOSTS" and not _is_str_collection(value, mapping_ok=False):
+        return "must be a list of host names"
+    if key == "WEBHOOK_SECRET" and not isinstance(value, str):
+        return "must be a string"
     if key == "DEFAULT_BACKOFF":
         if not isinstance(value, str):
             return "must be the import path of a callable"
@@ -112,6 +135,12 @@ def _check_key(key: str, value: object) -> str | None:
         except ImportError as exc:
             return f"cannot be imported ({exc})"
     return None
+
+
+def _is_str_collection(value: object, mapping_ok: bool) -> bool:
+    if isinstance(value, Mapping):
+        return mapping_ok and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
 
 
 def _check_retention(value: object) -> str | None:

@@ -3,20 +3,59 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connections, router, transaction
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
 from django.utils import timezone
 
 from django_bourbon_jobs import log
+from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.signals import job_finished
 
-DISPATCH_OPTIONS = frozenset({"queue_name", "priority", "run_after", "delay", "dispatched_by"})
+DISPATCH_OPTIONS = frozenset(
+    {"queue_name", "priority", "run_after", "delay", "dispatched_by", "idempotency_key", "callback_url"}
+)
 
-dispatching_user: ContextVar[Any] = ContextVar("dispatching_user", default=None)
-"""The user a dispatch is made for; the backend stores it on the job (Django's enqueue has no slot for it)."""
+
+@dataclass(frozen=True)
+class DispatchExtras:
+    """What a dispatch records beyond Django's enqueue arguments (which have no slot for it)."""
+
+    dispatched_by: Any = None
+    idempotency_key: str = ""
+    callback_url: str = ""
+
+
+dispatch_extras: ContextVar[DispatchExtras] = ContextVar("dispatch_extras", default=DispatchExtras())  # noqa: B039  (frozen)
+"""Read by the backend while it builds the job row."""
+
+
+def _extras(task: Task, options: dict[str, Any]) -> DispatchExtras:
+    callback_url = options.get("callback_url") or getattr(task, "callback_url", None) or ""
+    if callback_url:
+        from django_bourbon_jobs.webhooks import check_callback_url
+
+        check_callback_url(callback_url)
+    return DispatchExtras(
+        dispatched_by=options.get("dispatched_by"),
+        idempotency_key=options.get("idempotency_key") or "",
+        callback_url=callback_url,
+    )
+
+
+@contextmanager
+def _recording(extras: DispatchExtras) -> Iterator[None]:
+    token = dispatch_extras.set(extras)
+    try:
+        yield
+    finally:
+        dispatch_extras.reset(token)
 
 
 def _run_after(run_after: datetime | None, delay: float | timedelta | None) -> datetime | None:
@@ -51,15 +90,46 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
 
     Options: ``queue_name``, ``priority``, ``run_after`` (an aware datetime) or
-    ``delay`` (seconds or a ``timedelta``), and ``dispatched_by`` (a user, recorded
-    on the job; ``request.dispatch_async`` passes the request's user).
+    ``delay`` (seconds or a ``timedelta``); ``dispatched_by`` (a user, recorded on
+    the job; ``request.dispatch_async`` passes the request's user);
+    ``idempotency_key`` (a repeat from the same dispatcher within
+    ``IDEMPOTENCY_WINDOW`` returns the first job); ``callback_url`` (a webhook
+    for the final state; its host must be in ``WEBHOOK_ALLOWED_HOSTS``).
     """
     task = _prepared(handler, options)
-    token = dispatching_user.set(options.get("dispatched_by"))
-    try:
+    extras = _extras(task, options)
+    with _recording(extras):
+        if not extras.idempotency_key:
+            return task.enqueue(payload)
+        return _enqueue_once(task, payload, extras)
+
+
+def _enqueue_once(task: Task, payload: Any, extras: DispatchExtras) -> TaskResult:
+    """Enqueue unless this dispatcher used the key within the window; serialised per key.
+
+    PostgreSQL: a transaction-scoped advisory lock on the (dispatcher, key) pair.
+    SQLite: the write lock (use ``transaction_mode = "IMMEDIATE"``, as the docs advise).
+    """
+    from django_bourbon_jobs.models import Job
+    from django_bourbon_jobs.results import to_task_result
+
+    using = router.db_for_write(Job)
+    user = extras.dispatched_by if getattr(extras.dispatched_by, "is_authenticated", False) else None
+    since = timezone.now() - timedelta(seconds=get_settings().IDEMPOTENCY_WINDOW)
+    with transaction.atomic(using=using):
+        if connections[using].vendor == "postgresql":
+            with connections[using].cursor() as cursor:
+                lock_key = f"bourbon:{getattr(user, 'pk', '')}:{extras.idempotency_key}"
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [lock_key])
+        first = (
+            Job.objects.db_manager(using)
+            .filter(dispatched_by=user, idempotency_key=extras.idempotency_key, enqueued_at__gte=since)
+            .order_by("enqueued_at")
+            .first()
+        )
+        if first is not None:
+            return to_task_result(first, task.backend)
         return task.enqueue(payload)
-    finally:
-        dispatching_user.reset(token)
 
 
 def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> list[TaskResult]:
@@ -73,11 +143,10 @@ def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> lis
     backend = task.get_backend()
     if not hasattr(backend, "enqueue_many"):
         raise TypeError(f"Backend {type(backend).__name__} cannot enqueue in bulk; use dispatch_async().")
-    token = dispatching_user.set(options.get("dispatched_by"))
-    try:
+    if options.get("idempotency_key"):
+        raise TypeError("dispatch_many() takes no idempotency_key: give each job its own dispatch_async().")
+    with _recording(_extras(task, options)):
         return backend.enqueue_many(task, [((payload,), {}) for payload in payloads])  # type: ignore[no-any-return]
-    finally:
-        dispatching_user.reset(token)
 
 
 def cancel(job_id: str) -> bool:
@@ -90,8 +159,29 @@ def cancel(job_id: str) -> bool:
         return False
     if not Job.objects.filter(pk=job_uuid).cancel(timezone.now()):
         return False
-    log.job_event(Job.objects.get(pk=job_uuid), "cancelled")
+    job = Job.objects.get(pk=job_uuid)
+    log.job_event(job, "cancelled")
+    job_finished.send(sender=Job, job=job)
     return True
+
+
+def request_cancel(job_id: str) -> str | None:
+    """Cancel a queued job (``"cancelled"``), or ask a running one to stop (``"requested"``).
+
+    ``None`` for an unknown id or a job that already finished. A running job sees
+    ``context.cancel_requested``; if it has not stopped ``TIMEOUT_GRACE`` seconds
+    later, its worker interrupts it. Either way it ends ``cancelled``.
+    """
+    from django_bourbon_jobs.models import Job
+
+    if cancel(job_id):
+        return "cancelled"
+    try:
+        running = Job.objects.running().filter(pk=uuid.UUID(str(job_id)))
+    except ValueError:
+        return None
+    running.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
+    return "requested" if running.exists() else None
 
 
 def get_result(job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> TaskResult:

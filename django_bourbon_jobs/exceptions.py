@@ -25,6 +25,14 @@ class UnknownTask(BourbonJobsError, LookupError):
     """A job names a task path that does not import to a Task."""
 
 
+class InvalidCallbackURL(BourbonJobsError, ValueError):
+    """A callback URL is malformed or its host is not in ``WEBHOOK_ALLOWED_HOSTS``."""
+
+
+class JobCancelled(BourbonJobsError):
+    """Raised in a running job that was asked to stop; the job ends ``cancelled``."""
+
+
 class JobTimeout(BourbonJobsError):
     """An attempt ran longer than its task's ``timeout``."""
 

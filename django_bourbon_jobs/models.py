@@ -198,6 +198,11 @@ class Job(models.Model):
         self.finished_at = now
         self.lease_expires_at = None
 
+    def mark_cancelled(self, now: datetime) -> None:
+        self.status = JobStatus.CANCELLED
+        self.finished_at = now
+        self.lease_expires_at = None
+
     def mark_succeeded(self, return_value: Any, now: datetime) -> None:
         self.status = JobStatus.SUCCEEDED
         self.return_value = return_value

@@ -30,6 +30,8 @@ class BourbonTask(Task):
     """``backoff(exception, task_result)`` returns seconds until the next attempt, or ``None`` to stop."""
     timeout: float | None = None
     """Seconds one attempt may run; ``None`` uses ``DEFAULT_TIMEOUT``."""
+    callback_url: str | None = None
+    """Default webhook URL for this task's final state, when a dispatch names none."""
 
     def get_max_attempts(self) -> int:
         return self.max_attempts or get_settings().DEFAULT_MAX_ATTEMPTS

@@ -104,3 +104,32 @@ def not_a_task(payload):
 @task(max_attempts=3)
 def fails_with_default_backoff(payload):
     raise RuntimeError("uses the default backoff")
+
+
+@task(takes_context=True)
+def reports_progress(context, payload):
+    """Reports three steps, and returns what the database held right after them."""
+    from django_bourbon_jobs.models import Job
+
+    for step in (1, 2, 3):
+        context.report_progress(step, 3, f"step {step}")
+    return Job.objects.get(pk=context.task_result.id).progress
+
+
+@task(takes_context=True, max_attempts=3)
+def stops_when_asked(context, payload):
+    Path(payload["started"]).write_text("running")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        context.raise_if_cancel_requested()
+        time.sleep(0.01)
+    return "never asked"
+
+
+@task(max_attempts=3)
+def ignores_cancel(payload):
+    Path(payload["started"]).write_text("running")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pass
+    return "ran to the end"

@@ -17,7 +17,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from django_bourbon_jobs import fastpath, log
-from django_bourbon_jobs.dispatch import dispatching_user
+from django_bourbon_jobs.dispatch import dispatch_extras
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
@@ -128,6 +128,7 @@ class DatabaseBackend(BaseTaskBackend):
         from django_bourbon_jobs.models import Job
 
         now = timezone.now()
+        extras = dispatch_extras.get()
         return Job(
             task_path=task.module_path,
             queue_name=task.queue_name,
@@ -137,7 +138,9 @@ class DatabaseBackend(BaseTaskBackend):
             max_attempts=max_attempts_of(task),
             run_after=task.run_after or now,
             enqueued_at=now,
-            dispatched_by=_saved_user(dispatching_user.get()),
+            dispatched_by=_saved_user(extras.dispatched_by),
+            idempotency_key=extras.idempotency_key,
+            callback_url=extras.callback_url,
         )
 
     def get_result(self, result_id: str) -> TaskResult:

@@ -8,6 +8,7 @@ from django_bourbon_jobs import log
 from django_bourbon_jobs.exceptions import UnknownTask
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.results import load_task, to_task_result
+from django_bourbon_jobs.signals import job_finished
 
 
 def announce_outcome(job: Job, event: str | None = None) -> None:
@@ -16,6 +17,9 @@ def announce_outcome(job: Job, event: str | None = None) -> None:
         log.job_event(job, event or "retrying", run_after=job.run_after.isoformat())
         return
     log.job_event(job, event or job.status)
+    job_finished.send(sender=type(job), job=job)
+    if job.status == JobStatus.CANCELLED:
+        return
     try:
         task = load_task(job.task_path)
     except UnknownTask:

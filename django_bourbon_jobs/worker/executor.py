@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.tasks import Task, TaskContext, TaskResult
+from django.tasks import Task, TaskResult
 from django.tasks.signals import task_started
 
 from django_bourbon_jobs import log
-from django_bourbon_jobs.exceptions import InvalidReturnValue, JobTimeout, UnknownTask
+from django_bourbon_jobs.context import JobContext, ProgressReporter
+from django_bourbon_jobs.exceptions import InvalidReturnValue, JobCancelled, JobTimeout, UnknownTask
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.results import load_task, to_task_result
 from django_bourbon_jobs.retry import next_attempt_at
@@ -42,6 +43,7 @@ class Watched:
     timeout: float
     interrupted: bool = False
     done: bool = False
+    cancelling: bool = False
 
 
 @dataclass
@@ -55,12 +57,19 @@ class TimeoutWatch:
     _entries: dict[int, Watched] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def stop_soon(self, job_pk: Any) -> None:
+        """A cancel was requested: interrupt the job after ``grace`` unless it stops by itself."""
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.job.pk == job_pk:
+                    entry.deadline = min(entry.deadline, self.clock() + self.grace)
+                    entry.cancelling = True
+        self.on_watch()
+
     @contextmanager
     def watching(self, job: Job, timeout: float | None) -> Iterator[None]:
-        if timeout is None:
-            yield
-            return
-        entry = Watched(job, threading.get_ident(), self.clock() + timeout, timeout)
+        deadline = self.clock() + timeout if timeout is not None else float("inf")
+        entry = Watched(job, threading.get_ident(), deadline, timeout or 0.0)
         with self._lock:
             self._entries[entry.thread_id] = entry
         self.on_watch()
@@ -75,7 +84,8 @@ class TimeoutWatch:
 
     def next_deadline(self) -> float | None:
         with self._lock:
-            return min((e.deadline for e in self._entries.values()), default=None)
+            deadline = min((e.deadline for e in self._entries.values()), default=float("inf"))
+        return None if deadline == float("inf") else deadline
 
     def enforce(self) -> list[Watched]:
         """Interrupt overrunning jobs; return those still running ``grace`` seconds later."""
@@ -105,6 +115,7 @@ class Executor:
     watch: TimeoutWatch
     now: Callable[[], datetime]
     backend_alias: str = "default"
+    cancel_flags: dict[Any, threading.Event] = field(default_factory=dict)
 
     def run(self, job: Job) -> Job:
         """Run ``job`` once and record its outcome on it (not yet saved)."""
@@ -117,21 +128,34 @@ class Executor:
         task_started.send(sender=type(task.get_backend()), task_result=result)
         log.job_event(job, "running", worker_id=self.worker_id)
         timeout = timeout_of(task)
+        cancel_flag = self.cancel_flags.setdefault(job.pk, threading.Event())
         try:
             with self.watch.watching(job, timeout):
-                value = self._call(task, result)
+                value = self._call(task, result, job, cancel_flag)
             job.mark_succeeded(
                 ensure_json(value, InvalidReturnValue, f"The return value of {job.task_path}"), self.now()
             )
-        except TimeoutInterrupt as exc:
-            self.record_failure(job, task, JobTimeout(f"Exceeded its timeout of {timeout:g}s."), exc, result)
+        except (TimeoutInterrupt, JobCancelled) as exc:
+            if cancel_flag.is_set():
+                job.mark_cancelled(self.now())
+            elif isinstance(exc, JobCancelled):
+                self.record_failure(job, task, exc, result=result)
+            else:
+                self.record_failure(
+                    job, task, JobTimeout(f"Exceeded its timeout of {timeout:g}s."), exc, result
+                )
         except BaseException as exc:  # noqa: BLE001  (a job must never take its worker down)
             self.record_failure(job, task, exc, result=result)
+        finally:
+            self.cancel_flags.pop(job.pk, None)
         return job
 
-    def _call(self, task: Task, result: TaskResult) -> Any:
+    def _call(self, task: Task, result: TaskResult, job: Job, cancel_flag: threading.Event) -> Any:
         if task.takes_context:
-            return task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            context = JobContext(
+                task_result=result, progress=ProgressReporter(job, self.worker_id), cancel_flag=cancel_flag
+            )
+            return task.call(context, *result.args, **result.kwargs)
         return task.call(*result.args, **result.kwargs)
 
     def record_failure(

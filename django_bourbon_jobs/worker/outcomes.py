@@ -22,7 +22,7 @@ from django.db.models import Field
 
 from django_bourbon_jobs.models import Job, JobStatus
 
-VALUE_FIELDS = ("id", "status", "return_value", "errors", "run_after", "finished_at")
+VALUE_FIELDS = ("id", "status", "return_value", "errors", "run_after", "finished_at", "progress")
 CHUNK = 500
 
 _POSTGRES_CASTS = {
@@ -31,6 +31,7 @@ _POSTGRES_CASTS = {
     "errors": "::jsonb",
     "run_after": "::timestamptz",
     "finished_at": "::timestamptz",
+    "progress": "::jsonb",
 }
 
 

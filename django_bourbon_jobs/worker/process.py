@@ -39,6 +39,8 @@ EXIT_OK = 0
 EXIT_RECYCLE = 75
 """Exit code after ``max_jobs``: the supervisor starts a fresh process, in burst mode too."""
 EXIT_STUCK_JOB = 70
+CANCEL_CHECK_SECONDS = 0.5
+"""How often a worker with running jobs looks for cancel requests."""
 
 
 def new_worker_id() -> str:
@@ -90,6 +92,7 @@ class WorkerProcess:
         self.claimed_total = 0
         self._next_heartbeat = 0.0
         self._claim_size = config.threads
+        self._next_cancel_check = 0.0
         self._threads: list[threading.Thread] = []
 
     @property
@@ -127,6 +130,7 @@ class WorkerProcess:
         """One turn of the loop; true if it claimed or finished anything."""
         flushed = self.flush()
         self._heartbeat_if_due()
+        self._relay_cancel_requests_if_due()
         stuck = self.watch.enforce()
         if stuck:
             self._abandon(stuck)
@@ -262,6 +266,22 @@ class WorkerProcess:
             last_heartbeat_at=now,
         )
 
+    def _relay_cancel_requests_if_due(self) -> None:
+        """Pass cancel requests for running jobs to them (one indexed query, only while jobs run)."""
+        if not self.started or time.monotonic() < self._next_cancel_check:
+            return
+        self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        with self.lock:
+            running = list(self.started)
+        requested = self.jobs.held_by(self.worker_id).filter(
+            pk__in=running, cancel_requested_at__isnull=False
+        )
+        for pk in requested.values_list("pk", flat=True):
+            flag = self.executor.cancel_flags.get(pk)
+            if flag is not None and not flag.is_set():
+                flag.set()
+                self.watch.stop_soon(pk)
+
     def _release_unstarted(self) -> int:
         """Put back jobs claimed but not yet handed to a thread."""
         unstarted = []
@@ -295,7 +315,10 @@ class WorkerProcess:
     def _abandon(self, stuck: list[Any]) -> None:
         """A job ignored its timeout interrupt: record it, hand back the rest, exit for a fresh process."""
         for entry in stuck:
-            self.executor.record_failure(entry.job, load_task(entry.job.task_path), _stuck_timeout(entry))
+            if entry.cancelling:
+                entry.job.mark_cancelled(self.now())
+            else:
+                self.executor.record_failure(entry.job, load_task(entry.job.task_path), _stuck_timeout(entry))
             with self.lock:
                 self.finished.append(entry.job)
         self.flush()

@@ -1,0 +1,57 @@
+"""The context a ``takes_context=True`` job receives: Django's, plus progress and cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.tasks import TaskContext
+from django.utils import timezone
+
+from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.exceptions import JobCancelled
+
+
+@dataclass
+class ProgressReporter:
+    """Stores a job's progress, at most once per ``PROGRESS_INTERVAL``; the latest rides with the outcome."""
+
+    job: Any
+    worker_id: str
+    _last_write: float = float("-inf")
+
+    def report(self, current: float, total: float | None, message: str) -> None:
+        if not isinstance(current, int | float) or (total is not None and not isinstance(total, int | float)):
+            raise TypeError("report_progress() takes numbers: current, and total or None.")
+        self.job.progress = {
+            "current": current,
+            "total": total,
+            "message": str(message),
+            "at": timezone.now().isoformat(),
+        }
+        if time.monotonic() - self._last_write >= get_settings().PROGRESS_INTERVAL:
+            self._last_write = time.monotonic()
+            type(self.job).objects.held_by(self.worker_id).filter(pk=self.job.pk).update(
+                progress=self.job.progress
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobContext(TaskContext):  # type: ignore[misc]  # Django's TaskContext is frozen; its stub says not
+    progress: ProgressReporter = field(repr=False)
+    cancel_flag: threading.Event = field(repr=False)
+
+    def report_progress(self, current: float, total: float | None = None, message: str = "") -> None:
+        """Record how far the job is; readers see it within ``PROGRESS_INTERVAL``."""
+        self.progress.report(current, total, message)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once someone asked this job to stop; finish up and return (or raise)."""
+        return self.cancel_flag.is_set()
+
+    def raise_if_cancel_requested(self) -> None:
+        if self.cancel_flag.is_set():
+            raise JobCancelled("The job was asked to stop.")

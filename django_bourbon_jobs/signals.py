@@ -1,0 +1,6 @@
+"""Signals of our own, beside Django's ``task_enqueued``/``task_started``/``task_finished``."""
+
+from django.dispatch import Signal
+
+job_finished = Signal()
+"""Sent with ``job=<Job>`` once a job's final state (succeeded, failed, cancelled) is stored."""
