@@ -185,3 +185,12 @@ def test_dispatch_many_is_all_or_nothing():
     assert not Job.objects.exists()
     with pytest.raises(TypeError, match="decorate it"):
         dispatch_many(tasks.not_a_task, [1])
+
+
+def test_dispatch_many_records_the_dispatcher_on_every_row(django_user_model):
+    user = django_user_model.objects.create_user("lin")
+    results = dispatch_many(tasks.echo, [{"n": n} for n in range(50)], dispatched_by=user, delay=60)
+    jobs = Job.objects.filter(pk__in=[r.id for r in results])
+    assert jobs.filter(dispatched_by=user).count() == 50
+    assert sorted(job.args[0]["n"] for job in jobs) == list(range(50))
+    assert jobs.values("run_after").distinct().count() == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -16,15 +17,12 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from django_bourbon_jobs import fastpath, log
+from django_bourbon_jobs import bulk, fastpath, log
 from django_bourbon_jobs.dispatch import dispatch_extras
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
 from django_bourbon_jobs.worker import wakeup
-
-BULK_BATCH = 1000
-"""Rows per INSERT statement in ``enqueue_many``."""
 
 
 def _saved_user(user: Any) -> Any:
@@ -86,7 +84,7 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue_many(
         self, task: Task, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
     ) -> list[TaskResult]:
-        """Enqueue many calls of one task with multi-row INSERTs, all or nothing.
+        """Enqueue many calls of one task in one transaction (COPY on PostgreSQL), all or nothing.
 
         Every payload is checked before anything is written; the rows go in one
         transaction, and each queue is notified once.
@@ -95,10 +93,11 @@ class DatabaseBackend(BaseTaskBackend):
         from django_bourbon_jobs.results import to_task_result
 
         self.validate_task(task)
-        jobs = [self._build_job(task, args, kwargs) for args, kwargs in calls]
+        now = timezone.now()
+        jobs = [self._build_job(task, args, kwargs, now) for args, kwargs in calls]
         using = router.db_for_write(Job)
         with transaction.atomic(using=using):
-            Job.objects.db_manager(using).bulk_create(jobs, batch_size=BULK_BATCH)
+            bulk.insert_jobs(jobs, using)
             if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
                 wakeup.notify_queue(using, task.queue_name)
                 if self.redis_alias:
@@ -124,10 +123,12 @@ class DatabaseBackend(BaseTaskBackend):
             ]
         return []
 
-    def _build_job(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    def _build_job(
+        self, task: Task, args: Sequence[Any], kwargs: dict[str, Any], now: datetime | None = None
+    ) -> Any:
         from django_bourbon_jobs.models import Job
 
-        now = timezone.now()
+        now = now or timezone.now()
         extras = dispatch_extras.get()
         return Job(
             task_path=task.module_path,
