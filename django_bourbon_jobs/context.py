@@ -10,6 +10,7 @@ from typing import Any
 from django.tasks import TaskContext
 from django.utils import timezone
 
+from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import JobCancelled
 
@@ -36,6 +37,7 @@ class ProgressReporter:
             type(self.job).objects.held_by(self.worker_id).filter(pk=self.job.pk).update(
                 progress=self.job.progress
             )
+            fastpath.publish_job_events([self.job])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

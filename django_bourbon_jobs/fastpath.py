@@ -14,6 +14,7 @@ back to polling the database until Redis answers again.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -45,15 +46,34 @@ def connection(alias: str) -> Any:
     return get_redis_connection(alias)
 
 
+def job_channel(job_id: object) -> str:
+    """Where a job's events go: ``{"job_id", "status", "progress"}`` as JSON, one per change."""
+    return f"bourbon_jobs:job:{job_id}"
+
+
+def job_event(job: Any) -> tuple[str, str]:
+    payload = {"job_id": str(job.pk), "status": job.status, "progress": job.progress}
+    return job_channel(job.pk), json.dumps(payload)
+
+
 class _Publisher:
-    """Publishes enqueues; remembers an outage so it is logged once, not per job."""
+    """Publishes to Redis; remembers an outage so it is logged once, not per message."""
 
     def __init__(self) -> None:
         self._down = threading.Event()
 
     def publish(self, alias: str, queue_name: str) -> None:
+        self.publish_many(alias, [(CHANNEL, queue_name)])
+
+    def publish_many(self, alias: str, messages: list[tuple[str, str]]) -> None:
+        """Send every message in one pipelined round trip."""
+        if not messages:
+            return
         try:
-            connection(alias).publish(CHANNEL, queue_name)
+            pipeline = connection(alias).pipeline(transaction=False)
+            for channel, message in messages:
+                pipeline.publish(channel, message)
+            pipeline.execute()
         except Exception as exc:  # noqa: BLE001  (Redis must never stop a dispatch)
             if not self._down.is_set():
                 self._down.set()
@@ -65,6 +85,13 @@ class _Publisher:
 
 
 publisher = _Publisher()
+
+
+def publish_job_events(jobs: list[Any]) -> None:
+    """Announce state or progress changes of ``jobs`` (already stored) to their subscribers."""
+    alias = configured_alias()
+    if alias:
+        publisher.publish_many(alias, [job_event(job) for job in jobs])
 
 
 def publish_after_commit(alias: str, queue_name: str, using: str) -> None:

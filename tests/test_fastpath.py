@@ -19,7 +19,7 @@ from django.test import override_settings
 from django_bourbon_jobs import dispatch_async, fastpath
 from django_bourbon_jobs.models import Job, JobStatus
 from tests import settings_redis, tasks
-from tests.conftest import wait_until
+from tests.conftest import drain, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -172,3 +172,20 @@ def test_workers_fall_back_to_polling_when_redis_is_gone(redis_server, runworker
     wait_until(lambda: Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).count() == 5, timeout=15)
     proc.signal(15)
     assert proc.wait(30) == 0, proc.output()
+
+
+def test_job_events_are_published_per_job(redis_server):
+    with redis_settings(redis_server):
+        result = tasks.reports_progress.enqueue(None)
+        pubsub = redis.Redis(port=redis_server.port).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(fastpath.job_channel(result.id))
+        wait_until(
+            lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, message="subscribed"
+        )
+        drain()
+        events = [json.loads(m) for m in messages(pubsub)]
+    statuses = [event["status"] for event in events]
+    assert statuses[0] == "running" and statuses[-1] == "succeeded", statuses
+    assert any(event["progress"] and event["progress"]["current"] == 1 for event in events)
+    assert events[-1]["progress"]["current"] == 3
+    assert {event["job_id"] for event in events} == {result.id}

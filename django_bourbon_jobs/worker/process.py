@@ -23,6 +23,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import JobTimeout, WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
@@ -207,6 +208,7 @@ class WorkerProcess:
             lease_until=now + self.lease,
         )
         self.claimed_total += len(jobs)
+        fastpath.publish_job_events(jobs)
         self._adapt_claim_size(len(jobs), limit)
         for job in jobs:
             self.in_flight[job.pk] = job
@@ -236,6 +238,7 @@ class WorkerProcess:
                 self.started.discard(job.pk)
                 self.in_flight.pop(job.pk, None)
         self.jobs_done += len(done)
+        fastpath.publish_job_events(done)
         for job in done:
             announce_outcome(job)
         return len(done)
