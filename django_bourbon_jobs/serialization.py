@@ -13,6 +13,8 @@ def ensure_json(value: Any, error_class: type[Exception], what: str) -> Any:
 
     NaN and infinities are refused too: PostgreSQL's ``jsonb`` cannot store them.
     """
+    if value is None or isinstance(value, str | bool) or (type(value) is int):
+        return value
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:

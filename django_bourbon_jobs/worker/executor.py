@@ -52,8 +52,8 @@ class TimeoutWatch:
 
     grace: float
     clock: Callable[[], float] = time.monotonic
-    on_watch: Callable[[], None] = lambda: None
-    """Called when a deadline is added, so the loop re-computes how long it may sleep."""
+    on_watch: Callable[[float], None] = lambda deadline: None
+    """Called with a new or moved deadline, so a sleeping loop can wake in time for it."""
     _entries: dict[int, Watched] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,7 +64,7 @@ class TimeoutWatch:
                 if entry.job.pk == job_pk:
                     entry.deadline = min(entry.deadline, self.clock() + self.grace)
                     entry.cancelling = True
-        self.on_watch()
+        self.on_watch(self.clock() + self.grace)
 
     @contextmanager
     def watching(self, job: Job, timeout: float | None) -> Iterator[None]:
@@ -72,7 +72,7 @@ class TimeoutWatch:
         entry = Watched(job, threading.get_ident(), deadline, timeout or 0.0)
         with self._lock:
             self._entries[entry.thread_id] = entry
-        self.on_watch()
+        self.on_watch(deadline)
         try:
             yield
         finally:

@@ -81,7 +81,8 @@ class WorkerProcess:
         self.lease = timedelta(seconds=conf.LEASE_SECONDS)
         self.heartbeat_every = conf.HEARTBEAT_SECONDS
         self.wakeup: Wakeup = wakeup_for(config.using, config.queues)
-        self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self.wakeup.poke)
+        self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self._wake_for_deadline)
+        self._wake_by = 0.0
         self.executor = Executor(config.worker_id, self.watch, now)
         self.pending: queue.Queue[Job | None] = queue.Queue()
         self.in_flight: dict[Any, Job] = {}
@@ -122,7 +123,7 @@ class WorkerProcess:
                 if not worked and self.config.burst and not self.in_flight:
                     break
                 if not worked:
-                    self.wakeup.wait(self._idle_timeout())
+                    self._sleep()
         finally:
             code = self._shutdown()
         return code
@@ -179,6 +180,19 @@ class WorkerProcess:
                 self.finished.append(job)
             self.wakeup.poke()
         close_old_connections()
+
+    def _sleep(self) -> None:
+        """Wait for a poke, a deadline, a heartbeat or the poll interval, whichever is first."""
+        self._wake_by = float("inf")  # a deadline set while the timeout is computed must poke
+        timeout = self._idle_timeout()
+        self._wake_by = time.monotonic() + timeout
+        self.wakeup.wait(timeout)
+        self._wake_by = 0.0
+
+    def _wake_for_deadline(self, deadline: float) -> None:
+        """Poke the loop only if it sleeps past ``deadline``; a busy loop enforces it anyway."""
+        if deadline < self._wake_by:
+            self.wakeup.poke()
 
     def _reached_max_jobs(self) -> bool:
         return self.config.max_jobs is not None and self.jobs_done >= self.config.max_jobs
