@@ -108,11 +108,12 @@ def test_sigterm_finishes_running_jobs_and_returns_unstarted_ones(runworkers, tm
     assert not Job.objects.running().exists()
 
 
-def test_sigterm_past_the_grace_period_requeues_the_running_job(runworkers, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_past_the_grace_period_requeues_the_running_job(runworkers, tmp_path, signum):
     result, started, _ = blocking_job(tmp_path)
     proc = runworkers("--processes", "1", "--grace", "0.5")
     wait_until(started.exists, message="job start")
-    proc.signal(signal.SIGTERM)
+    proc.signal(signum)
     assert proc.wait(30) == 0, proc.output()
     job = Job.objects.get(pk=result.id)
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
