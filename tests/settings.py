@@ -17,16 +17,34 @@ ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "django_bourbon_jobs",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django_bourbon_jobs.middleware.AsyncDispatchMiddleware",
 ]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
 
 DB_KIND = os.environ.get("BOURBON_TEST_DB", "sqlite")
 SQLITE_PATH = os.environ.get("BOURBON_TEST_SQLITE", str(BASE_DIR.parent / ".test-db.sqlite3"))

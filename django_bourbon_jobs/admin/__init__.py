@@ -1,0 +1,10 @@
+"""The operators' admin: jobs (read-only, with retry/cancel/delete actions), failures, workers, a dashboard.
+
+Importing this package registers :class:`~.jobs.JobAdmin` and :class:`~.workers.WorkerAdmin`
+on the default admin site (``admin.autodiscover()`` does it for you).
+"""
+
+from django_bourbon_jobs.admin.jobs import JobAdmin
+from django_bourbon_jobs.admin.workers import WorkerAdmin
+
+__all__ = ["JobAdmin", "WorkerAdmin"]

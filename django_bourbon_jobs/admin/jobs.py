@@ -1,0 +1,247 @@
+"""The job admin: a read-only list and page, the failures list, and the operator actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from django_bourbon_jobs.admin import display
+from django_bourbon_jobs.admin.actions import cancel_jobs, delete_jobs, retry_jobs
+from django_bourbon_jobs.admin.changelist import JobChangeList
+from django_bourbon_jobs.admin.dashboard import dashboard_view
+from django_bourbon_jobs.admin.filters import (
+    LAST_EXCEPTION,
+    LAST_MESSAGE,
+    EnqueuedWithinFilter,
+    ExceptionClassFilter,
+    QueueFilter,
+    TaskFilter,
+)
+from django_bourbon_jobs.admin.paginator import CappedCountPaginator
+from django_bourbon_jobs.models import Job, Worker
+
+SUMMARY_FIELDS = ("id", "status_badge", "task_path", "queue_name", "priority", "attempts_of_max")
+TIMELINE_FIELDS = ("timeline_display", "run_after", "duration", "worker_link", "dispatched_by")
+OTHER_FIELDS = ("idempotency_key", "callback_url", "cancel_requested_at")
+
+
+class JobAdminBase(admin.ModelAdmin):
+    """What the job list and the failures list share: read-only rows, bounded queries, the actions."""
+
+    actions = [retry_jobs, cancel_jobs, delete_jobs]
+    search_fields = ["=id", "task_path", "errors"]
+    search_help_text = "A job id, part of a task path, or text from an error message or traceback."
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+    change_list_template = "admin/bourbon_jobs/job/change_list.html"
+
+    class Media:
+        css = {"all": ["bourbon_jobs/admin.css"]}
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
+
+    def get_actions(
+        self, request: HttpRequest, action_location: ActionLocation = ActionLocation.CHANGE_LIST
+    ) -> dict[str, Any]:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.retry_job")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.cancel_job")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: Job) -> SafeString:
+        return display.status_badge(job.status)
+
+    @admin.display(description="attempts")
+    def attempts_of_max(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="duration")
+    def duration(self, job: Job) -> str:
+        return display.format_duration(display.job_duration(job))
+
+
+@admin.register(Job)
+class JobAdmin(JobAdminBase):
+    list_display = [
+        "id",
+        "status_badge",
+        "task_path",
+        "queue_name",
+        "priority",
+        "attempts_of_max",
+        "enqueued_at",
+        "duration",
+    ]
+    list_filter = ["status", TaskFilter, QueueFilter, EnqueuedWithinFilter]
+    sortable_by = ["enqueued_at", "priority"]
+    ordering = ["-enqueued_at"]
+    change_form_template = "admin/bourbon_jobs/job/change_form.html"
+    fieldsets = [
+        (None, {"fields": SUMMARY_FIELDS}),
+        ("Payload and result", {"fields": ["payload", "result", "progress_display"]}),
+        ("Errors", {"fields": ["errors_display"]}),
+        ("Timeline", {"fields": TIMELINE_FIELDS}),
+        ("Other", {"fields": OTHER_FIELDS}),
+    ]
+    readonly_fields = [
+        *SUMMARY_FIELDS,
+        *["payload", "result", "progress_display", "errors_display"],
+        *TIMELINE_FIELDS,
+        *OTHER_FIELDS,
+    ]
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("failures/", wrap(self.failures_view), name="{}_{}_failures".format(*info)),
+            path("dashboard/", wrap(self.dashboard_view), name="{}_{}_dashboard".format(*info)),
+            path("<path:object_id>/retry/", wrap(self.retry_view), name="{}_{}_retry".format(*info)),
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="{}_{}_cancel".format(*info)),
+            *super().get_urls(),
+        ]
+
+    def failures_view(self, request: HttpRequest) -> HttpResponse:
+        failures = FailedJobAdmin(self.model, self.admin_site)
+        return failures.changelist_view(request, extra_context={"title": "Failures", "failures": True})
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return dashboard_view(self, request)
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        refused = "Only a failed or cancelled job can be retried."
+        return _transition(self, request, object_id, "retry", "Queued again.", refused)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        refused = "Only a queued job can be cancelled."
+        return _transition(self, request, object_id, "cancel", "Cancelled.", refused)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = {
+            **(extra_context or {}),
+            "can_retry": self.has_retry_permission(request),
+            "can_cancel": self.has_cancel_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    @admin.display(description="payload (args, kwargs)")
+    def payload(self, job: Job) -> SafeString:
+        return display.pretty_json({"args": job.args, "kwargs": job.kwargs})
+
+    @admin.display(description="result")
+    def result(self, job: Job) -> SafeString:
+        return display.pretty_json(job.return_value)
+
+    @admin.display(description="progress")
+    def progress_display(self, job: Job) -> SafeString:
+        return display.pretty_json(job.progress)
+
+    @admin.display(description="errors (newest first)")
+    def errors_display(self, job: Job) -> SafeString:
+        return display.render_errors(job)
+
+    @admin.display(description="timeline")
+    def timeline_display(self, job: Job) -> SafeString:
+        return display.render_timeline(job)
+
+    @admin.display(description="worker")
+    def worker_link(self, job: Job) -> SafeString | str:
+        worker_id = job.worker_id or next(reversed(job.worker_ids), "")
+        if not worker_id:
+            return "—"
+        worker = Worker.objects.filter(pk=worker_id).first()
+        if worker is None:
+            return f"{worker_id} (no longer running)"
+        url = reverse("admin:bourbon_jobs_worker_change", args=[worker.pk], current_app=self.admin_site.name)
+        return format_html('<a href="{}">{}</a> ({})', url, worker, worker_id)
+
+
+class FailedJobAdmin(JobAdminBase):
+    """The dead-letter queue: only failed jobs, newest failure first, grouped by exception class.
+
+    Not registered: :meth:`JobAdmin.failures_view` serves it at ``.../job/failures/``, so it
+    needs no proxy model (and no migration).
+    """
+
+    list_display = [
+        "id",
+        "task_path",
+        "queue_name",
+        "last_exception",
+        "last_message",
+        "attempts_of_max",
+        "finished_at",
+    ]
+    list_filter = [ExceptionClassFilter, TaskFilter, QueueFilter, EnqueuedWithinFilter]
+    sortable_by = ["finished_at"]
+    ordering = ["-finished_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return (
+            super()
+            .get_queryset(request)
+            .failed()  # type: ignore[attr-defined]
+            .annotate(last_exception=LAST_EXCEPTION, last_message=LAST_MESSAGE)
+        )
+
+    @admin.display(description="exception")
+    def last_exception(self, job: Job) -> str:
+        return str(getattr(job, "last_exception", "") or "")
+
+    @admin.display(description="last error")
+    def last_message(self, job: Job) -> str:
+        return Truncator(getattr(job, "last_message", "") or "").chars(160)
+
+
+def _transition(
+    model_admin: JobAdmin, request: HttpRequest, object_id: str, name: str, done: str, refused: str
+) -> HttpResponse:
+    """POST-only single-job retry/cancel from the job page, behind the same permission as the action."""
+    if request.method != "POST":
+        return HttpResponse(status=405, headers={"Allow": "POST"})
+    if not getattr(model_admin, f"has_{name}_permission")(request):
+        raise PermissionDenied
+    job = model_admin.get_object(request, object_id)
+    if job is None:
+        raise Http404("No such job.")
+    changed = getattr(Job.objects.filter(pk=job.pk), name)(timezone.now())
+    if changed:
+        model_admin.message_user(request, done, messages.SUCCESS)
+    else:
+        model_admin.message_user(request, refused, messages.WARNING)
+    url = reverse("admin:bourbon_jobs_job_change", args=[job.pk], current_app=model_admin.admin_site.name)
+    return HttpResponseRedirect(url)

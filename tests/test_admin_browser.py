@@ -1,0 +1,95 @@
+"""The admin in a real browser: Playwright drives Debian's headless chromium against a live server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_bourbon_jobs.models import Job, JobStatus
+from tests.test_admin import failed_job, make_job
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install -y chromium)"
+)
+
+
+@contextmanager
+def chromium_page(base_url: str) -> Iterator[Any]:
+    """A headless chromium page; no ORM call may run inside (Playwright keeps an event loop here)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(base_url=base_url)
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def log_in(page, username: str, password: str) -> None:
+    page.goto("/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/$"))
+
+
+@pytest.fixture
+def operator(django_user_model):
+    django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-pass")
+    return "operator", "s3cret-pass"
+
+
+def test_operator_retries_a_failure_and_finds_the_dashboard_chart(live_server, transactional_db, operator):
+    from playwright.sync_api import expect
+
+    job = failed_job(exception="shop.errors.PaymentDeclined", message="card declined")
+    make_job(status=JobStatus.SUCCEEDED)
+
+    with chromium_page(live_server.url) as page:
+        browse_failure_retry_dashboard(page, expect, operator, job)
+
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+
+
+def browse_failure_retry_dashboard(page: Any, expect: Any, operator: tuple[str, str], job: Job) -> None:
+    log_in(page, *operator)
+    page.goto("/admin/bourbon_jobs/job/failures/")
+    expect(page.locator("h1")).to_have_text("Failures")
+    expect(page.locator("#result_list")).to_contain_text("card declined")
+
+    page.click(f"#result_list a[href*='{job.pk}']")
+    expect(page.locator(".bourbon-traceback").first).to_contain_text(
+        "shop.errors.PaymentDeclined: card declined"
+    )
+
+    page.goto("/admin/bourbon_jobs/job/failures/")
+    page.check(f"input.action-select[value='{job.pk}']")
+    page.select_option("select[name=action]", "retry_jobs")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("Queued 1 job again.")
+
+    page.goto(f"/admin/bourbon_jobs/job/{job.pk}/change/")
+    expect(page.locator(".bourbon-status").first).to_have_text("Queued")
+
+    page.goto("/admin/bourbon_jobs/job/dashboard/")
+    chart = page.locator("svg#bourbon-throughput-chart")
+    expect(chart).to_be_visible()
+    expect(chart.locator("rect.bourbon-bar-succeeded")).to_have_count(60)
