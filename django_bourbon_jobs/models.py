@@ -85,6 +85,8 @@ class JobQuerySet(models.QuerySet["Job"]):
             finished_at=None,
             lease_expires_at=None,
             worker_id="",
+            progress=None,
+            cancel_requested_at=None,
         )
 
     def settle_lost_attempt(self, job: Job, error: dict[str, Any], now: datetime) -> bool:
@@ -152,6 +154,7 @@ class Job(models.Model):
         permissions = [("retry_job", "Can retry jobs"), ("cancel_job", "Can cancel jobs")]
         indexes = [
             models.Index(models.F("enqueued_at").desc(), name="bourbon_job_newest"),
+            models.Index("status", models.F("enqueued_at").desc(), name="bourbon_job_status_newest"),
             # The claim: WHERE status='queued' AND run_after <= now
             # ORDER BY priority DESC, run_after, id. Partial, so finished rows cost nothing.
             models.Index(

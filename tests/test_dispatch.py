@@ -194,3 +194,13 @@ def test_dispatch_many_records_the_dispatcher_on_every_row(django_user_model):
     assert jobs.filter(dispatched_by=user).count() == 50
     assert sorted(job.args[0]["n"] for job in jobs) == list(range(50))
     assert jobs.values("run_after").distinct().count() == 1
+
+
+def test_retry_clears_progress_and_a_stale_cancel_request():
+    job_id = tasks.echo.enqueue(1).id
+    Job.objects.filter(pk=job_id).update(
+        status=JobStatus.CANCELLED, progress={"current": 5}, cancel_requested_at=timezone.now()
+    )
+    Job.objects.filter(pk=job_id).retry(timezone.now())
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.progress, job.cancel_requested_at) == (JobStatus.QUEUED, None, None)
