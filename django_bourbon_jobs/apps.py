@@ -8,4 +8,4 @@ class BourbonJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_bourbon_jobs import checks, conf  # noqa: F401  (registers checks and receivers)
+        from django_bourbon_jobs import checks, conf, webhooks  # noqa: F401  (registers checks and receivers)

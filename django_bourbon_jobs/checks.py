@@ -6,6 +6,8 @@ bourbon_jobs.E003  STATUS_URL_NAME does not reverse with a ``job_id``
 bourbon_jobs.E004  the jobs database is neither PostgreSQL nor SQLite
 bourbon_jobs.E005  DatabaseBackend is configured but the app is not installed (from the backend)
 bourbon_jobs.E006  the backend has unknown OPTIONS (from the backend)
+bourbon_jobs.E007  the backend's OPTIONS["REDIS"] names no django-redis cache (from the backend)
+bourbon_jobs.E008  an API_TASKS entry does not import to a Task
 bourbon_jobs.W001  the middleware is installed but STATUS_URL_NAME is not set
 """
 
@@ -81,3 +83,11 @@ def check_database(
             id="bourbon_jobs.E004",
         )
     ]
+
+
+@checks.register()
+def check_api_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """bourbon_jobs.E008: every path in API_TASKS imports to a Task."""
+    from django_bourbon_jobs.api.registry import check_api_tasks as check
+
+    return check()

@@ -125,6 +125,8 @@ def _check_key(key: str, value: object) -> str | None:
         return "must be a dict of alias to task path, or a list of task paths"
     if key == "WEBHOOK_ALLOWED_HOSTS" and not _is_str_collection(value, mapping_ok=False):
         return "must be a list of host names"
+    if key == "WEBHOOK_ALLOWED_HOSTS" and "*" in value:  # type: ignore[operator]
+        return "must list host names: '*' would let callers make the server call any address"
     if key == "WEBHOOK_SECRET" and not isinstance(value, str):
         return "must be a string"
     if key == "DEFAULT_BACKOFF":

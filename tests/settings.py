@@ -89,3 +89,23 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "root": {"handlers": ["null"], "level": "WARNING"},
 }
+
+# The HTTP API (docs/api.md) and webhooks (docs/webhooks.md).
+INSTALLED_APPS += ["rest_framework", "drf_spectacular"]
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Unthrottled here; tests/test_api.py checks the default rate and a configured one.
+    "DEFAULT_THROTTLE_RATES": {"bourbon_jobs.dispatch": None},
+}
+BOURBON_JOBS = {
+    "API_TASKS": {
+        "echo": "tests.tasks.echo",
+        "always_fails": "tests.tasks.always_fails",
+        "progress_steps": "tests.tasks.progress_steps",
+        "stops_when_asked": "tests.tasks.stops_when_asked",
+    },
+    "WEBHOOK_SECRET": "tests-webhook-secret",
+    "WEBHOOK_ALLOWED_HOSTS": ["127.0.0.1", "localhost", ".example.com"],
+    "WEBHOOK_TIMEOUT": 5.0,
+    **BOURBON_JOBS,
+}

@@ -133,3 +133,17 @@ def ignores_cancel(payload):
     while time.monotonic() < deadline:
         pass
     return "ran to the end"
+
+
+@task(takes_context=True)
+def progress_steps(context, payload):
+    """Before each of ``steps`` steps waits for the file ``<dir>/go<n>``, then reports progress n of steps."""
+    steps = payload["steps"]
+    for n in range(1, steps + 1):
+        gate = Path(payload["dir"]) / f"go{n}"
+        deadline = time.monotonic() + 30
+        while not gate.exists() and time.monotonic() < deadline:
+            context.raise_if_cancel_requested()
+            time.sleep(0.01)
+        context.report_progress(n, steps, f"step {n}")
+    return {"steps": steps}

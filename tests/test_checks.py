@@ -71,3 +71,15 @@ def test_redis_option_must_name_a_django_redis_cache():
         "default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"REDIS": "nope"}}
     }
     assert "bourbon_jobs.E007" in ids(TASKS=tasks_setting)
+
+
+def test_wildcard_webhook_host_is_refused():
+    assert "bourbon_jobs.E002" in ids(
+        BOURBON_JOBS={"WEBHOOK_ALLOWED_HOSTS": ["*"], "STATUS_URL_NAME": "job-status"}
+    )
+
+
+def test_api_task_that_does_not_import_is_an_error():
+    assert "bourbon_jobs.E008" in ids(
+        BOURBON_JOBS={"API_TASKS": {"x": "tests.tasks.nope"}, "STATUS_URL_NAME": "job-status"}
+    )

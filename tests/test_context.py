@@ -99,7 +99,11 @@ def test_a_running_job_asked_to_stop_ends_cancelled(task, tmp_path, settings):
     started = tmp_path / "started"
     result = task.enqueue({"started": str(started)})
     finished = []
-    job_finished.connect(lambda sender, job, **kw: finished.append((str(job.pk), job.status)), weak=False)
+
+    def on_finished(sender, job, **kwargs):
+        finished.append((str(job.pk), job.status))
+
+    job_finished.connect(on_finished)
     try:
         thread = run_worker_in_background()
         wait_until(started.exists, message="job running")
@@ -108,7 +112,7 @@ def test_a_running_job_asked_to_stop_ends_cancelled(task, tmp_path, settings):
         thread.join(30)
         assert not thread.is_alive()
     finally:
-        job_finished.receivers.clear()
+        job_finished.disconnect(on_finished)
     job = Job.objects.get(pk=result.id)
     assert (job.status, job.attempts, job.errors) == (JobStatus.CANCELLED, 1, [])
     assert finished == [(result.id, JobStatus.CANCELLED)]
@@ -125,11 +129,15 @@ def test_request_cancel_of_queued_unknown_and_malformed_ids():
 
 def test_job_finished_is_sent_for_final_states_only():
     seen = []
-    job_finished.connect(lambda sender, job, **kw: seen.append(job.status), weak=False)
+
+    def on_finished(sender, job, **kwargs):
+        seen.append(job.status)
+
+    job_finished.connect(on_finished)
     try:
         tasks.echo.enqueue(1)
         tasks.always_fails.enqueue(None)
         drain()
     finally:
-        job_finished.receivers.clear()
+        job_finished.disconnect(on_finished)
     assert sorted(seen) == [JobStatus.FAILED, JobStatus.SUCCEEDED]

@@ -37,14 +37,16 @@ def test_a_job_runs_once_and_keeps_its_result():
 
 def test_worker_row_exists_while_running_and_is_removed_after():
     seen = []
-    task_started.connect(
-        lambda sender, task_result, **kw: seen.append(list(Worker.objects.all())), weak=False
-    )
+
+    def on_started(sender, task_result, **kwargs):
+        seen.append(list(Worker.objects.all()))
+
+    task_started.connect(on_started)
     try:
         tasks.echo.enqueue(1)
         drain()
     finally:
-        task_started.receivers.clear()
+        task_started.disconnect(on_started)
     assert len(seen) == 1 and len(seen[0]) == 1
     assert not Worker.objects.exists()
 

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tests import views
 
@@ -9,3 +9,6 @@ urlpatterns = [
     path("process/", views.process, name="process"),
     path("jobs/<str:job_id>/", views.job_status, name="job-status"),
 ]
+
+# The HTTP API (docs/api.md); under api/ so that jobs/<job_id>/ above keeps its meaning.
+urlpatterns += [path("api/jobs/", include("django_bourbon_jobs.api.urls"))]

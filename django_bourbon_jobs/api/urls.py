@@ -1,0 +1,21 @@
+"""Routes: ``path("jobs/", include("django_bourbon_jobs.api.urls"))``.
+
+Names, in the ``bourbon_jobs_api`` namespace: ``job-list``, ``job-detail``,
+``job-cancel``, ``job-retry``, ``job-events`` and ``schema`` (OpenAPI 3).
+"""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import SimpleRouter
+
+from django_bourbon_jobs.api.views import JobViewSet
+
+app_name = "bourbon_jobs_api"
+
+router = SimpleRouter()
+router.register("", JobViewSet, basename="job")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    *router.urls,
+]

@@ -1,0 +1,234 @@
+"""The jobs API: dispatch, status, list, cancel, retry and live events.
+
+Policy is in class attributes (``permission_classes``, ``dispatch_throttle_classes``,
+``pagination_class``, the stream's intervals); subclass :class:`JobViewSet` and
+route your subclass to change it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.tasks.exceptions import InvalidTask
+from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_bourbon_jobs.api import registry
+from django_bourbon_jobs.api.events import EventStreamRenderer, JobStream
+from django_bourbon_jobs.api.permissions import JobPermission, visible_jobs
+from django_bourbon_jobs.api.serializers import (
+    DispatchedSerializer,
+    DispatchSerializer,
+    JobSerializer,
+    PayloadTooLarge,
+    job_urls,
+    storable_text,
+)
+from django_bourbon_jobs.api.throttling import DispatchRateThrottle
+from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.dispatch import dispatch_async, request_cancel
+from django_bourbon_jobs.exceptions import InvalidCallbackURL, InvalidPayload
+from django_bourbon_jobs.models import Job, JobStatus
+
+ENVELOPE_BYTES = 8192
+"""Room for the other dispatch fields on top of ``API_MAX_PAYLOAD_BYTES`` before a body is refused unread."""
+
+
+class JobPagination(CursorPagination):
+    ordering = "-enqueued_at"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class Conflict(ValidationError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+LIST_FILTERS = [
+    OpenApiParameter("status", str, description="One status, or several separated by commas."),
+    OpenApiParameter("task", str, description="A task alias or path."),
+    OpenApiParameter("queue", str, description="A queue name."),
+]
+LIST_FILTER_NAMES = [parameter.name for parameter in LIST_FILTERS]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="jobs_list", summary="The caller's jobs, newest first", parameters=LIST_FILTERS
+    ),
+    retrieve=extend_schema(operation_id="jobs_retrieve", summary="A job's status"),
+)
+@extend_schema(tags=["jobs"])
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = JobSerializer
+    permission_classes = [IsAuthenticated, JobPermission]
+    dispatch_throttle_classes = [DispatchRateThrottle]
+    pagination_class = JobPagination
+    parser_classes = [JSONParser]
+    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    schema = AutoSchema()
+    stream_poll_interval = 0.5
+    stream_heartbeat_interval = 15.0
+    stream_max_seconds = 300.0
+    """A stream ends after this long; the client reconnects with ``Last-Event-ID`` and misses nothing."""
+
+    def get_queryset(self) -> QuerySet[Job]:
+        return visible_jobs(self.request.user)
+
+    def get_throttles(self) -> list[Any]:
+        throttles = super().get_throttles()
+        if self.action == "create":
+            throttles += [throttle() for throttle in self.dispatch_throttle_classes]
+        return throttles
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        for name in LIST_FILTER_NAMES:
+            try:
+                storable_text(params.get(name, ""))
+            except ValidationError as exc:
+                raise ValidationError({name: exc.detail}) from None
+        if params.get("status"):
+            statuses = params["status"].split(",")
+            unknown = set(statuses) - set(JobStatus.values)
+            if unknown:
+                raise ValidationError(
+                    {"status": f"Unknown status {sorted(unknown)}; use {JobStatus.values}."}
+                )
+            queryset = queryset.filter(status__in=statuses)
+        if params.get("task"):
+            queryset = queryset.filter(task_path=registry.task_path_for(params["task"]))
+        if params.get("queue"):
+            queryset = queryset.filter(queue_name=params["queue"])
+        return queryset
+
+    @extend_schema(
+        operation_id="jobs_create",
+        summary="Dispatch a job",
+        request=DispatchSerializer,
+        responses={
+            202: DispatchedSerializer,
+            400: OpenApiResponse(description="Invalid input, or a task not in API_TASKS"),
+            413: OpenApiResponse(description="The payload is too large"),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        self.check_body_size(request)
+        data = request.data
+        if isinstance(data, dict) and "idempotency_key" not in data and "Idempotency-Key" in request.headers:
+            data = {**data, "idempotency_key": request.headers["Idempotency-Key"]}
+        serializer = DispatchSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        job_id, replayed = self.dispatch_job(serializer.validated_data)
+        job_status: str = JobStatus.QUEUED
+        if replayed:
+            job_status = Job.objects.values_list("status", flat=True).get(pk=job_id)
+        body = {"job_id": job_id, "status": job_status, **job_urls(request, job_id)}
+        headers = {"Location": body["status_url"]}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    def check_body_size(self, request: Request) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > get_settings().API_MAX_PAYLOAD_BYTES + ENVELOPE_BYTES:
+            raise PayloadTooLarge()
+
+    def dispatch_job(self, data: dict[str, Any]) -> tuple[str, bool]:
+        """Dispatch for the caller; the job id, and whether an idempotency key returned an earlier job."""
+        options = {key: value for key, value in data.items() if key not in ("task", "payload")}
+        before = timezone.now()
+        try:
+            result = dispatch_async(data["task"], data["payload"], dispatched_by=self.request.user, **options)
+        except (InvalidTask, InvalidPayload, InvalidCallbackURL) as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return result.id, result.enqueued_at is not None and result.enqueued_at < before
+
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel a job",
+        description="A queued job is cancelled (200); a running one is asked to stop (202).",
+        request=None,
+        responses={200: JobSerializer, 202: JobSerializer, 409: OpenApiResponse(description="Finished")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        outcome = request_cancel(str(job.pk))
+        if outcome is None:
+            raise Conflict(
+                {"detail": f"The job is {job.status}; only queued or running jobs can be cancelled."}
+            )
+        job.refresh_from_db()
+        code = status.HTTP_200_OK if outcome == "cancelled" else status.HTTP_202_ACCEPTED
+        return Response(self.get_serializer(job).data, status=code)
+
+    @extend_schema(
+        operation_id="jobs_retry",
+        summary="Retry a failed or cancelled job",
+        request=None,
+        responses={202: JobSerializer, 409: OpenApiResponse(description="Not failed or cancelled")},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        if not Job.objects.filter(pk=job.pk).retry(timezone.now()):
+            raise Conflict(
+                {"detail": f"The job is {job.status}; only failed or cancelled jobs can be retried."}
+            )
+        job.refresh_from_db()
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="jobs_events",
+        summary="Live status (Server-Sent Events)",
+        description=(
+            "`status` and `progress` events, each with the job as `data`, until the job finishes. "
+            "Send `Last-Event-ID` when reconnecting; `204` means the job finished "
+            "and you have its final state."
+        ),
+        parameters=[OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER)],
+        responses={
+            (200, "text/event-stream"): OpenApiTypes.STR,
+            204: OpenApiResponse(description="Finished, and the client has the final state"),
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[EventStreamRenderer, JSONRenderer])
+    def events(self, request: Request, pk: str | None = None) -> HttpResponseBase:
+        job = self.get_object()
+        stream = JobStream(
+            queryset=self.get_queryset(),
+            job_id=job.pk,
+            represent=lambda job: self.get_serializer(job).data,
+            last_event_id=request.headers.get("Last-Event-ID"),
+            poll_interval=self.stream_poll_interval,
+            heartbeat_interval=self.stream_heartbeat_interval,
+            max_seconds=self.stream_max_seconds,
+        )
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+            if stream.last_event_id and stream.last_event_id == stream.snapshot(job)[1]:
+                return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        response = StreamingHttpResponse(iter(stream), content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response

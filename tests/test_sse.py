@@ -1,0 +1,234 @@
+"""Live status over Server-Sent Events, read from a real HTTP server while a worker runs the job."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from django_bourbon_jobs.api.events import JobStream
+from django_bourbon_jobs.api.views import JobViewSet
+from django_bourbon_jobs.models import Job
+from tests.conftest import drain, wait_until
+
+API = "/api/jobs/"
+
+
+class EventReader:
+    """A minimal SSE client over http.client: one parsed block per :meth:`next`."""
+
+    def __init__(self, base_url: str, path: str, cookie: str, last_event_id: str | None = None) -> None:
+        parts = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+        headers = {"Accept": "text/event-stream", "Cookie": cookie}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        self.conn.request("GET", path, headers=headers)
+        self.response = self.conn.getresponse()
+
+    def blocks(self) -> Iterator[dict[str, Any]]:
+        block: dict[str, Any] = {}
+        for raw in self.response:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if block:
+                    yield block
+                block = {}
+            elif line.startswith(":"):
+                block.setdefault("comments", []).append(line[1:].strip())
+            else:
+                field, _, value = line.partition(": ")
+                block[field] = block[field] + "\n" + value if field in block else value
+
+    def next_event(self) -> dict[str, Any] | None:
+        """The next block with an ``event``, its data decoded; ``None`` when the stream ends."""
+        for block in self.blocks():
+            if "event" in block:
+                block["data"] = json.loads(block["data"])
+                return block
+        return None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def fast_stream(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    monkeypatch.setattr(JobViewSet, "stream_poll_interval", 0.05)
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "PROGRESS_INTERVAL": 0.01}
+
+
+@pytest.fixture
+def alice(transactional_db: None) -> User:
+    return User.objects.create_user("alice")
+
+
+def session_cookie(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def dispatch(user: User, task: str, payload: Any) -> str:
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.post(API, {"task": task, "payload": payload}, format="json")
+    assert response.status_code == 202, response.content
+    return str(response.json()["job_id"])
+
+
+def start_worker() -> threading.Thread:
+    def run() -> None:
+        try:
+            drain()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_events_follow_a_job_to_the_end_and_a_reconnect_misses_nothing(
+    live_server: Any, alice: User, tmp_path: Path, fast_stream: None
+) -> None:
+    job_id = dispatch(alice, "progress_steps", {"dir": str(tmp_path), "steps": 2})
+    cookie = session_cookie(alice)
+    reader = EventReader(live_server.url, f"{API}{job_id}/events/", cookie)
+    assert reader.response.status == 200
+    assert reader.response.getheader("Content-Type").startswith("text/event-stream")
+    assert reader.response.getheader("Cache-Control") == "no-cache"
+
+    queued = reader.next_event()
+    assert queued is not None
+    assert (queued["event"], queued["data"]["status"], queued["data"]["job_id"]) == (
+        "status",
+        "queued",
+        job_id,
+    )
+    worker = start_worker()
+    running = reader.next_event()
+    assert running is not None
+    assert (running["event"], running["data"]["status"]) == ("status", "running")
+
+    (tmp_path / "go1").touch()
+    progress = reader.next_event()
+    assert progress is not None
+    assert progress["event"] == "progress"
+    assert progress["data"]["progress"]["current"] == 1
+    assert progress["data"]["progress"]["message"] == "step 1"
+
+    (tmp_path / "go2").touch()
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    reader.close()
+    worker.join(10)
+    final = events[-1]
+    assert (final["event"], final["data"]["status"]) == ("status", "succeeded")
+    assert final["data"]["result"] == {"steps": 2}
+    assert final["data"]["progress"]["current"] == 2
+    assert len({e["id"] for e in [queued, running, progress, *events]}) == 2 + 1 + len(events)
+
+    # A client that lost the connection after the progress event gets the final state, then the end.
+    again = EventReader(live_server.url, f"{API}{job_id}/events/", cookie, last_event_id=progress["id"])
+    assert [again.next_event(), again.next_event()] == [final, None]
+    again.close()
+    # One that has the final state is told to stop reconnecting (204, per the SSE spec).
+    done = EventReader(live_server.url, f"{API}{job_id}/events/", cookie, last_event_id=final["id"])
+    assert done.response.status == 204
+    done.close()
+
+
+def test_heartbeats_keep_an_idle_stream_alive_until_its_time_is_up(
+    live_server: Any, alice: User, monkeypatch: pytest.MonkeyPatch, fast_stream: None
+) -> None:
+    monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 0.1)
+    monkeypatch.setattr(JobViewSet, "stream_max_seconds", 0.6)
+    job_id = dispatch(alice, "echo", None)
+    Job.objects.filter(pk=job_id).update(run_after=timezone.now() + timezone.timedelta(hours=1))
+    reader = EventReader(live_server.url, f"{API}{job_id}/events/", session_cookie(alice))
+    blocks = list(reader.blocks())  # ends on its own after stream_max_seconds
+    reader.close()
+    assert blocks[0] == {"retry": "2000"}
+    assert blocks[1]["event"] == "status"
+    heartbeats = [block for block in blocks[2:] if block == {"comments": ["heartbeat"]}]
+    assert len(heartbeats) >= 2
+    assert len(blocks) == 2 + len(heartbeats)  # no event: nothing changed
+
+
+def test_the_stream_holds_no_connection_between_polls(alice: User) -> None:
+    job = Job.objects.create(
+        task_path="tests.tasks.echo",
+        run_after=timezone.now(),
+        enqueued_at=timezone.now(),
+        dispatched_by=alice,
+    )
+    stream = iter(
+        JobStream(
+            Job.objects.all(), job.pk, lambda j: {"status": j.status, "p": j.progress}, poll_interval=0.01
+        )
+    )
+    assert next(stream).startswith("retry:")
+    assert next(stream).startswith("event: status")
+    assert connection.connection is None
+    Job.objects.filter(pk=job.pk).update(progress={"current": 1})
+    assert next(stream).startswith("event: progress")
+    assert connection.connection is None
+    Job.objects.filter(pk=job.pk).update(status="succeeded")
+    assert next(stream).startswith("event: status")
+    assert list(stream) == []
+    Job.objects.all().delete()
+
+
+def test_a_job_removed_mid_stream_ends_it(alice: User) -> None:
+    job = Job.objects.create(
+        task_path="tests.tasks.echo",
+        run_after=timezone.now(),
+        enqueued_at=timezone.now(),
+        dispatched_by=alice,
+    )
+    stream = iter(JobStream(Job.objects.all(), job.pk, lambda j: {"status": j.status}, poll_interval=0.01))
+    next(stream), next(stream)
+    job.delete()
+    assert next(stream).startswith("event: gone")
+    assert list(stream) == []
+
+
+def test_errors_are_one_error_event(alice: User) -> None:
+    bob = User.objects.create_user("bob")
+    job_id = dispatch(alice, "echo", None)
+    client = APIClient()
+    client.force_authenticate(bob)
+    response = client.get(f"{API}{job_id}/events/", HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 404
+    assert response.content.startswith(b"event: error\ndata: {")
+    response = client.get(f"{API}{job_id}/events/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No Job matches the given query."}
+
+
+def test_cooperative_cancel_through_the_api(alice: User, tmp_path: Path, fast_stream: None) -> None:
+    started = tmp_path / "started"
+    job_id = dispatch(alice, "stops_when_asked", {"started": str(started)})
+    worker = start_worker()
+    wait_until(started.exists, message="the job to start")
+    client = APIClient()
+    client.force_authenticate(alice)
+    response = client.post(f"{API}{job_id}/cancel/")
+    assert response.status_code == 202
+    assert response.json()["cancel_requested"] is True
+    worker.join(10)
+    body = client.get(f"{API}{job_id}/").json()
+    assert (body["status"], body["errors"]) == ("cancelled", [])
