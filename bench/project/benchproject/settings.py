@@ -1,14 +1,16 @@
 """One settings module for every system; ``BENCH_SYSTEM`` selects the queue app and backend.
 
-Environment: BENCH_SYSTEM (ours|tasks_db|ox|djqueue), BENCH_DB (database name),
-BENCH_CONN_MAX_AGE (seconds; "none" for unlimited), BENCH_PROCESSES (dj_queue only:
-its worker processes come from settings, not from the command line).
+Environment: BENCH_SYSTEM (ours|ours_redis|tasks_db|ox|djqueue|vtasks|celery|rq|dramatiq),
+BENCH_DB (database name), BENCH_CONN_MAX_AGE (seconds; "none" for unlimited),
+BENCH_PROCESSES (dj_queue only: its worker processes come from settings, not from the
+command line), BENCH_REDIS_URL (redis://127.0.0.1:6379/<db>, one db number per system).
 """
 
 import os
 
 SYSTEM = os.environ.get("BENCH_SYSTEM", "ours")
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
 _cma = os.environ.get("BENCH_CONN_MAX_AGE", "600")
 
 SECRET_KEY = "bench-not-secret"
@@ -32,9 +34,15 @@ DATABASES = {
 
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "benchapp"]
 
-if SYSTEM == "ours":
+if SYSTEM in ("ours", "ours_redis"):
     INSTALLED_APPS.append("django_bourbon_jobs")
     TASKS = {"default": {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend"}}
+    if SYSTEM == "ours_redis":
+        CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "jobs": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL},
+        }
+        TASKS["default"]["OPTIONS"] = {"REDIS": "jobs"}
 elif SYSTEM == "tasks_db":
     INSTALLED_APPS.append("django_tasks_db")
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
@@ -62,6 +70,26 @@ elif SYSTEM == "djqueue":
             },
         }
     }
+elif SYSTEM == "vtasks":
+    # Valkey/Redis backend: the queue lives in Redis, the worker keeps no results.
+    INSTALLED_APPS.append("django_vtasks")
+    TASKS = {
+        "default": {
+            "BACKEND": "django_vtasks.backends.valkey.ValkeyTaskBackend",
+            "OPTIONS": {"BROKER_URL": REDIS_URL},
+        }
+    }
+    VTASKS_RUN_SCHEDULER = False
+elif SYSTEM == "celery":
+    # Celery with a Redis broker; results stored in PostgreSQL by django-celery-results.
+    INSTALLED_APPS.append("django_celery_results")
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = "django-db"
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+elif SYSTEM in ("rq", "dramatiq"):
+    # Plain RQ / Dramatiq (no Django integration needed by the workers); the database
+    # is used by the benchmark only (the pickup-latency stamps).
+    pass
 else:
     raise RuntimeError(f"unknown BENCH_SYSTEM {SYSTEM!r}")
 
