@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import threading
 from typing import Any
 
@@ -61,6 +63,30 @@ class _Publisher:
 
     def __init__(self) -> None:
         self._down = threading.Event()
+        self._pid = 0
+        self._queue: queue.SimpleQueue[tuple[str, list[tuple[str, str]]]] = queue.SimpleQueue()
+
+    def publish_soon(self, alias: str, messages: list[tuple[str, str]]) -> None:
+        """Hand ``messages`` to this process's publisher thread: a worker never waits on Redis.
+
+        The thread is started lazily and again after a fork (threads do not survive one).
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._queue = queue.SimpleQueue()
+            threading.Thread(target=self._publish_forever, args=(self._queue,), daemon=True).start()
+        self._queue.put((alias, messages))
+
+    def _publish_forever(self, pending: queue.SimpleQueue[tuple[str, list[tuple[str, str]]]]) -> None:
+        while True:
+            alias, messages = pending.get()
+            while not pending.empty():  # coalesce what queued up meanwhile into one round trip
+                more_alias, more = pending.get()
+                if more_alias != alias:
+                    self.publish_many(alias, messages)
+                    alias, messages = more_alias, []
+                messages = messages + more
+            self.publish_many(alias, messages)
 
     def publish(self, alias: str, queue_name: str) -> None:
         self.publish_many(alias, [(CHANNEL, queue_name)])
@@ -90,8 +116,8 @@ publisher = _Publisher()
 def publish_job_events(jobs: list[Any]) -> None:
     """Announce state or progress changes of ``jobs`` (already stored) to their subscribers."""
     alias = configured_alias()
-    if alias:
-        publisher.publish_many(alias, [job_event(job) for job in jobs])
+    if alias and jobs:
+        publisher.publish_soon(alias, [job_event(job) for job in jobs])
 
 
 def publish_after_commit(alias: str, queue_name: str, using: str) -> None:

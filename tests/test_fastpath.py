@@ -189,3 +189,16 @@ def test_job_events_are_published_per_job(redis_server):
     assert any(event["progress"] and event["progress"]["current"] == 1 for event in events)
     assert events[-1]["progress"]["current"] == 3
     assert {event["job_id"] for event in events} == {result.id}
+
+
+def test_a_new_redis_subscription_pokes_the_worker(redis_server):
+    from django_bourbon_jobs.worker.wakeup import Wakeup
+
+    wakeup = Wakeup([lambda w: fastpath.RedisListener(w, frozenset(), "jobs")])
+    with redis_settings(redis_server):
+        wakeup.start()
+        try:
+            wait_until(wakeup.sources[0].listening.is_set, timeout=10, message="subscribed")
+            assert wakeup.wait(5) is True
+        finally:
+            wakeup.stop()

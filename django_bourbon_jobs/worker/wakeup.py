@@ -127,6 +127,9 @@ class Source:
                 logger.warning("%s is back; idle workers wake on it again", self.name)
             delay = 0.1
             self.listening.set()
+            # Anything enqueued before this connection listened was announced to
+            # nobody: one poll now closes that gap (at start and after each reconnect).
+            self.wakeup.poke()
             try:
                 self.relay(conn)
             except Exception as exc:  # noqa: BLE001
