@@ -17,16 +17,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "img"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 USERNAME, PASSWORD = "operator", "demo-password"
 
 TRACEBACK = """Traceback (most recent call last):
@@ -53,30 +43,17 @@ FAILURES = [
         41,
         "gateway.charge(order.total, order.card_token)",
     ),
-    (
-        "shop.tasks.sync_inventory",
-        "default",
-        "requests.exceptions.ConnectTimeout",
-        "HTTPSConnectionPool(host='erp.internal', port=443): connect timeout=10",
-        63,
-        "response = erp.get(url)",
-    ),
-    (
-        "shop.tasks.sync_inventory",
-        "default",
-        "requests.exceptions.ConnectTimeout",
-        "HTTPSConnectionPool(host='erp.internal', port=443): connect timeout=10",
-        63,
-        "response = erp.get(url)",
-    ),
-    (
-        "shop.tasks.sync_inventory",
-        "default",
-        "requests.exceptions.ConnectTimeout",
-        "HTTPSConnectionPool(host='erp.internal', port=443): connect timeout=10",
-        63,
-        "response = erp.get(url)",
-    ),
+    *[
+        (
+            "shop.tasks.sync_inventory",
+            "default",
+            "requests.exceptions.ConnectTimeout",
+            "HTTPSConnectionPool(host='erp.internal', port=443): connect timeout=10",
+            63,
+            "response = erp.get(url)",
+        )
+    ]
+    * 3,  # the same failure three times: the failures view groups them with a count
     (
         "shop.tasks.transcode_video",
         "videos",
@@ -242,8 +219,10 @@ def demo_data() -> str:
 def screenshots(base_url: str, job_id: str) -> None:
     from playwright.sync_api import sync_playwright
 
+    from tests.browser import launch
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page = browser.new_page(base_url=base_url, viewport={"width": 1500, "height": 800})
         # The admin's navigation sidebar stays closed: more room for the list.
         page.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")

@@ -5,24 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from django_bourbon_jobs.models import Job, JobStatus
+from tests.browser import CHROMIUM, launch
 from tests.test_admin import failed_job, make_job
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install -y chromium)"
@@ -34,7 +23,7 @@ def chromium_page(base_url: str) -> Iterator[Any]:
     """A headless chromium page; no ORM call may run inside (Playwright keeps an event loop here)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page = browser.new_page(base_url=base_url)
         page.set_default_timeout(15_000)
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from django.tasks import Task, TaskResult
@@ -190,4 +191,4 @@ def _bare_result(job: Job, task: Task | None, alias: str) -> Any:
     """A stand-in for backoff functions when the task itself cannot be loaded."""
     if task is not None:
         return to_task_result(job, alias, task)
-    return type("UnloadableTaskResult", (), {"attempts": job.attempts, "id": str(job.id)})()
+    return SimpleNamespace(attempts=job.attempts, id=str(job.id))

@@ -148,8 +148,8 @@ class WorkerProcess:
             self.stop_requested.wait(min(self.config.poll_interval or 1.0, 1.0))
             return None
 
-    def _start(self) -> None:
-        now = self.now()
+    def _register(self, now: datetime) -> None:
+        """Create (or, after a prune, re-create) this process's ``Worker`` row."""
         Worker.objects.db_manager(self.config.using).update_or_create(
             pk=self.worker_id,
             defaults={
@@ -161,6 +161,9 @@ class WorkerProcess:
                 "last_heartbeat_at": now,
             },
         )
+
+    def _start(self) -> None:
+        self._register(self.now())
         self._next_heartbeat = time.monotonic() + self.heartbeat_every
         self.wakeup.start()
         for n in range(self.config.threads):
@@ -269,19 +272,8 @@ class WorkerProcess:
         )
         if not updated:
             logger.warning("worker %s row was pruned; re-registering", self.worker_id)
-            self._start_row_only(now)
+            self._register(now)
         self._next_heartbeat = time.monotonic() + self.heartbeat_every
-
-    def _start_row_only(self, now: datetime) -> None:
-        Worker.objects.db_manager(self.config.using).create(
-            pk=self.worker_id,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            queues=sorted(self.config.queues),
-            threads=self.config.threads,
-            started_at=now,
-            last_heartbeat_at=now,
-        )
 
     def _relay_cancel_requests_if_due(self) -> None:
         """Pass cancel requests for running jobs to them (one indexed query, only while jobs run)."""
