@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from django_bourbon_jobs.worker.claiming import claim_sql
+from django_bourbon_jobs.worker.claiming import _walking_connections, claim_sql, prefer_index_walk
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -20,6 +20,13 @@ INSERT INTO bourbon_jobs_job
 SELECT gen_random_uuid(), 'tests.tasks.echo', 'default', 0, '[]', '{}', %s, 1, 3,
        now() - interval '1 day', now() - interval '1 day', %s, '', '[]', '', ''
 FROM generate_series(1, %s)
+"""
+
+
+FORGET_STATISTICS = """
+DELETE FROM pg_statistic WHERE starelid = 'bourbon_jobs_job'::regclass;
+UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'bourbon_jobs_job'::regclass
+    OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'bourbon_jobs_job'::regclass)
 """
 
 
@@ -41,3 +48,28 @@ def test_claim_uses_the_partial_index_not_a_table_scan(queues):
     plan = explain_claim(queues)
     assert "bourbon_job_claim" in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+def test_claim_walks_the_index_in_order_even_before_statistics_catch_up():
+    """A table never analyzed (a fresh install, autovacuum off or behind) after a bulk dispatch."""
+    with connection.cursor() as cursor:
+        cursor.execute(FILL, ["queued", None, 20_000])
+        cursor.execute(FORGET_STATISTICS)
+        cursor.execute("RESET enable_bitmapscan")
+    now = timezone.now()
+    params = ["running", "w", now, now, now, "queued", now, 32]
+
+    def plan():
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + claim_sql(True, 0), params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+
+    untuned = plan()
+    assert "Bitmap Heap Scan" in untuned, untuned  # the trap this guards against is real
+
+    _walking_connections.discard(connection.connection)
+    prefer_index_walk(connection)
+    tuned = plan()
+    assert "Index Scan using bourbon_job_claim" in tuned, tuned
+    assert "Bitmap" not in tuned and "Seq Scan" not in tuned, tuned
+    assert "Sort Key: bourbon_jobs_job_1.priority" not in tuned, tuned

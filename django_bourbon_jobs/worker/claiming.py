@@ -11,12 +11,22 @@ The inner SELECT walks the partial index ``bourbon_job_claim`` and skips rows
 another worker has locked, so concurrent claimers never wait on each other and
 never get the same job. SQLite has one writer at a time and runs the same
 statement without the locking clause: the UPDATE itself is atomic.
+
+PostgreSQL's planner only walks that index in order when its statistics say
+many rows are queued. Right after a bulk dispatch, or wherever autovacuum has
+not analyzed the table yet, it estimates a handful and picks a bitmap scan of
+every queued row plus a sort instead: a claim of 32 then costs 15 ms instead of
+under 1 ms with 20,000 jobs queued. The claiming connection therefore turns
+bitmap scans off for its session (:func:`prefer_index_walk`); no other
+connection is touched.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from django.db import connections
 
@@ -36,6 +46,22 @@ def claim_sql(vendor_skips_locked: bool, queue_count: int) -> str:
     )
 
 
+_walking_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def prefer_index_walk(connection: Any) -> None:
+    """Turn off bitmap scans once per PostgreSQL session of ``connection`` (see the module doc)."""
+    if connection.vendor != "postgresql":
+        return
+    connection.ensure_connection()
+    session = connection.connection
+    if session in _walking_connections:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_bitmapscan = off")
+    _walking_connections.add(session)
+
+
 def claim(
     *,
     using: str,
@@ -47,6 +73,7 @@ def claim(
 ) -> list[Job]:
     """Claim up to ``limit`` due jobs for ``worker_id``, highest priority, then oldest, first."""
     connection = connections[using]
+    prefer_index_walk(connection)
     adapt = connection.ops.adapt_datetimefield_value
     sql = claim_sql(connection.features.has_select_for_update_skip_locked, len(queues))
     params = [
