@@ -11,20 +11,16 @@ from collections.abc import Sequence
 from django.db import connections
 from django.db.models import Field
 
+from django_bourbon_jobs import pgbound
 from django_bourbon_jobs.models import Job
 
 INSERT_BATCH = 1000
 """Rows per INSERT statement where COPY is not available."""
 
 
-def _copyable(using: str) -> bool:
-    connection = connections[using]
-    return connection.vendor == "postgresql" and getattr(connection, "Database", object).__name__ == "psycopg"
-
-
 def insert_jobs(jobs: Sequence[Job], using: str) -> None:
     """Insert ``jobs`` (their ids are set already); call inside a transaction."""
-    if not _copyable(using):
+    if not pgbound.available(connections[using]):
         Job.objects.db_manager(using).bulk_create(jobs, batch_size=INSERT_BATCH)
         return
     connection = connections[using]

@@ -169,11 +169,11 @@ class PostgresListener(Source):
 
 def wakeup_for(using: str, queues: frozenset[str]) -> Wakeup:
     """Every source this configuration offers: LISTEN/NOTIFY (PostgreSQL with psycopg 3), Redis."""
-    from django_bourbon_jobs import fastpath
+    from django_bourbon_jobs import fastpath, pgbound
 
     sources: list[Callable[[Wakeup], Source]] = []
     connection = connections[using]
-    if connection.vendor == "postgresql" and getattr(connection, "Database", object).__name__ == "psycopg":
+    if pgbound.available(connection):
         sources.append(lambda wakeup: PostgresListener(wakeup, queues, using))
     redis_alias = fastpath.configured_alias()
     if redis_alias:
