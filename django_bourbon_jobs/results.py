@@ -61,11 +61,28 @@ def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> Ta
         args=job.args,
         kwargs=job.kwargs,
         backend=backend_alias,
-        errors=[
-            TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
-            for e in job.errors
-        ],
+        errors=_task_errors(job),
         worker_ids=job.worker_ids,
     )
     object.__setattr__(result, "_return_value", job.return_value)
     return result
+
+
+def refresh_task_result(result: TaskResult, job: Job) -> TaskResult:
+    """Bring the snapshot taken when the attempt started up to the attempt's outcome.
+
+    In place, as Django's own backends update theirs: the worker builds one
+    ``TaskResult`` per attempt for both ``task_started`` and ``task_finished``.
+    """
+    object.__setattr__(result, "status", STATUS_TO_DJANGO[JobStatus(job.status)])
+    object.__setattr__(result, "finished_at", job.finished_at)
+    object.__setattr__(result, "errors", _task_errors(job))
+    object.__setattr__(result, "_return_value", job.return_value)
+    return result
+
+
+def _task_errors(job: Job) -> list[TaskError]:
+    return [
+        TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
+        for e in job.errors
+    ]

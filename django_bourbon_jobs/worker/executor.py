@@ -117,6 +117,8 @@ class Executor:
     now: Callable[[], datetime]
     backend_alias: str = "default"
     cancel_flags: dict[Any, threading.Event] = field(default_factory=dict)
+    started: dict[Any, TaskResult] = field(default_factory=dict)
+    """The ``TaskResult`` each attempt's ``task_started`` carried, until its outcome is announced."""
 
     def run(self, job: Job) -> Job:
         """Run ``job`` once and record its outcome on it (not yet saved)."""
@@ -125,7 +127,7 @@ class Executor:
         except UnknownTask as exc:
             self.record_failure(job, None, exc)
             return job
-        result = to_task_result(job, task.backend, task)
+        result = self.started[job.pk] = to_task_result(job, task.backend, task)
         task_started.send(sender=type(task.get_backend()), task_result=result)
         log.job_event(job, "running", worker_id=self.worker_id)
         timeout = timeout_of(task)

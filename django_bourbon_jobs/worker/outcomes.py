@@ -11,9 +11,10 @@ worker has claimed since (after a rescue): that attempt was already settled.
 Django's ``bulk_update`` would do the same with one ``CASE`` per column and
 row, which costs more to build in Python than the jobs cost to run.
 
-On PostgreSQL with psycopg 3 the batch is one array per column instead,
-``FROM unnest(%s::uuid[], ...) AS v(...)``, bound server-side (``pgbound``):
-the same statement text for every batch size, with nothing quoted in Python.
+On PostgreSQL with psycopg 3 the batch travels as one JSON parameter instead,
+``FROM json_to_recordset(%s::json) AS v(id uuid, status text, ...)``, bound
+server-side (``pgbound``): the same statement text for every batch size, and
+the only Python work is one ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -63,47 +64,47 @@ def outcome_sql(vendor: str, rows: int) -> str:
     )
 
 
-_ARRAY_TYPES = {
-    "id": "uuid[]",
-    "status": "text[]",
-    "return_value": "text[]",
-    "errors": "text[]",
-    "run_after": "timestamptz[]",
-    "finished_at": "timestamptz[]",
-    "progress": "text[]",
+_RECORD_TYPES = {
+    "id": "uuid",
+    "status": "text",
+    "return_value": "jsonb",
+    "errors": "jsonb",
+    "run_after": "timestamptz",
+    "finished_at": "timestamptz",
+    "progress": "jsonb",
 }
 
 
 @functools.cache
-def unnest_sql() -> str:
-    """PostgreSQL: the batch as one array per column, so one statement text fits every batch."""
+def recordset_sql() -> str:
+    """PostgreSQL: the batch as one JSON array of objects, so one statement text fits every batch."""
     table = Job._meta.db_table
-    arrays = ", ".join(f"%s::{_ARRAY_TYPES[name]}" for name in VALUE_FIELDS)
-    assignments = ", ".join(f"{name} = v.{name}{_POSTGRES_CASTS.get(name, '')}" for name in VALUE_FIELDS[1:])
+    columns = ", ".join(f"{name} {_RECORD_TYPES[name]}" for name in VALUE_FIELDS)
+    assignments = ", ".join(f"{name} = v.{name}" for name in VALUE_FIELDS[1:])
     return (
         f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
-        f"FROM unnest({arrays}) AS v({', '.join(VALUE_FIELDS)}) "
+        f"FROM json_to_recordset(%s::json) AS v({columns}) "
         f"WHERE {table}.id = v.id AND {table}.status = %s AND {table}.worker_id = %s"
     )
 
 
-def _json_text(value: Any) -> str | None:
-    """What JSONField stores: ``None`` as SQL NULL, anything else as JSON text."""
-    return None if value is None else json.dumps(value)
+def _as_record(job: Job) -> dict[str, Any]:
+    """A JSON null lands as SQL NULL, which is how JSONField stores ``None``."""
+    return {
+        "id": str(job.id),
+        "status": job.status,
+        "return_value": job.return_value,
+        "errors": job.errors,
+        "run_after": job.run_after.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "progress": job.progress,
+    }
 
 
-def _record_unnested(connection: Any, worker_id: str, jobs: Sequence[Job]) -> int:
-    columns = (
-        [job.id for job in jobs],
-        [job.status for job in jobs],
-        [_json_text(job.return_value) for job in jobs],
-        [json.dumps(job.errors) for job in jobs],
-        [job.run_after for job in jobs],
-        [job.finished_at for job in jobs],
-        [_json_text(job.progress) for job in jobs],
-    )
+def _record_as_json(connection: Any, worker_id: str, jobs: Sequence[Job]) -> int:
+    batch = json.dumps([_as_record(job) for job in jobs])
     with pgbound.cursor(connection) as cursor:
-        cursor.execute(unnest_sql(), [*columns, JobStatus.RUNNING.value, worker_id])
+        cursor.execute(recordset_sql(), [batch, JobStatus.RUNNING.value, worker_id])
         return int(cursor.rowcount)
 
 
@@ -111,7 +112,7 @@ def record(using: str, worker_id: str, jobs: Sequence[Job]) -> int:
     """Store the outcome each job carries in memory; returns the rows written."""
     connection = connections[using]
     if pgbound.available(connection):
-        return _record_unnested(connection, worker_id, jobs) if jobs else 0
+        return _record_as_json(connection, worker_id, jobs) if jobs else 0
     fields = [field for name in VALUE_FIELDS if isinstance(field := Job._meta.get_field(name), Field)]
     written = 0
     for start in range(0, len(jobs), CHUNK):

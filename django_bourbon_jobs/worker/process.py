@@ -257,7 +257,7 @@ class WorkerProcess:
         self.jobs_done += len(done)
         fastpath.publish_job_events(done)
         for job in done:
-            announce_outcome(job)
+            announce_outcome(job, started=self.executor.started.pop(job.pk, None))
         return len(done)
 
     def _heartbeat_if_due(self) -> None:
