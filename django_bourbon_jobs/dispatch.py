@@ -14,7 +14,7 @@ from django.db import connections, router, transaction
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
 from django.utils import timezone
 
-from django_bourbon_jobs import log
+from django_bourbon_jobs import fastpath, log
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.signals import job_finished
 
@@ -159,6 +159,7 @@ def cancel(job_id: str) -> bool:
         return False
     if not Job.objects.filter(pk=job_uuid).cancel(timezone.now()):
         return False
+    fastpath.publish_job_changes([job_uuid], router.db_for_write(Job))
     job = Job.objects.get(pk=job_uuid)
     log.job_event(job, "cancelled")
     job_finished.send(sender=Job, job=job)
@@ -180,7 +181,8 @@ def request_cancel(job_id: str) -> str | None:
         running = Job.objects.running().filter(pk=uuid.UUID(str(job_id)))
     except ValueError:
         return None
-    running.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
+    if running.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now()):
+        fastpath.publish_job_changes([job_id], router.db_for_write(Job))
     return "requested" if running.exists() else None
 
 

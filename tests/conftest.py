@@ -1,18 +1,24 @@
-"""Shared fixtures: a worker driven in-process, condition waits with deadlines, runworkers subprocesses."""
+"""Shared fixtures: a worker driven in-process, condition waits with deadlines, runworkers subprocesses,
+and a ``redis-server`` of the test's own."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from django.db import connection
+from django.test import override_settings
 
 from django_bourbon_jobs.worker.process import WorkerConfig, WorkerProcess
 
@@ -110,3 +116,77 @@ def child_pids(parent: int) -> list[int]:
 
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+
+
+class RedisServer:
+    """A ``redis-server`` on a free port, so a test can stop and restart it without touching the machine's."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: _pings(client), timeout=10, message="redis-server up")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def subscribers(self, channel: str) -> int:
+        """How many clients subscribe to ``channel``; 0 while the server is down."""
+        try:
+            [(_, count)] = redis.Redis(port=self.port).pubsub_numsub(channel)
+        except redis.ConnectionError:
+            return 0
+        return int(count)
+
+    def pattern_subscriptions(self) -> int:
+        try:
+            return int(redis.Redis(port=self.port).pubsub_numpat())
+        except redis.ConnectionError:
+            return 0
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def redis_settings(server: RedisServer) -> Any:
+    """``tests.settings_redis`` pointed at ``server``: the backend's ``OPTIONS["REDIS"]`` is ``"jobs"``."""
+    from tests import settings_redis
+
+    caches = {**settings_redis.CACHES, "jobs": {**settings_redis.CACHES["jobs"], "LOCATION": server.url}}
+    return override_settings(CACHES=caches, TASKS=settings_redis.TASKS)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.db import connection
 
+from django_bourbon_jobs import dispatch_async
+from django_bourbon_jobs.admin.jobs import JobAdmin
 from django_bourbon_jobs.models import Job, JobStatus
+from tests import tasks
 from tests.browser import CHROMIUM, launch
+from tests.conftest import drain
 from tests.test_admin import failed_job, make_job
 
 pytestmark = pytest.mark.skipif(
@@ -46,16 +52,22 @@ def operator(django_user_model):
     return "operator", "s3cret-pass"
 
 
-def test_operator_retries_a_failure_and_finds_the_dashboard_chart(live_server, transactional_db, operator):
+def test_operator_retries_a_failure_and_watches_the_dashboard_update(
+    live_server, transactional_db, operator, monkeypatch
+):
     from playwright.sync_api import expect
 
+    monkeypatch.setattr(JobAdmin, "dashboard_poll_interval", 0.2)  # no Redis here: the stream polls
     job = failed_job(exception="shop.errors.PaymentDeclined", message="card declined")
     make_job(status=JobStatus.SUCCEEDED)
+    live = dispatch_async(tasks.echo, "done while the operator watches", queue_name="live")
 
     with chromium_page(live_server.url) as page:
         browse_failure_retry_dashboard(page, expect, operator, job)
+        watch_the_dashboard_update(page, expect)
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    assert Job.objects.get(pk=live.id).status == JobStatus.SUCCEEDED
 
 
 def browse_failure_retry_dashboard(page: Any, expect: Any, operator: tuple[str, str], job: Job) -> None:
@@ -82,3 +94,32 @@ def browse_failure_retry_dashboard(page: Any, expect: Any, operator: tuple[str, 
     chart = page.locator("svg#bourbon-throughput-chart")
     expect(chart).to_be_visible()
     expect(chart.locator("rect.bourbon-bar-succeeded")).to_have_count(60)
+
+
+def watch_the_dashboard_update(page: Any, expect: Any) -> None:
+    """A worker finishes the ``live`` queue's job; the open page shows it without a reload."""
+    count = page.locator("tr[data-status=succeeded] td")
+    expect(count).to_have_text("1")
+    expect(page.locator(".bourbon-summary")).to_contain_text("0 finished")
+    drawn = page.locator("rect.bourbon-bar-succeeded:not([height='0.0'])")
+    expect(drawn).to_have_count(0)
+    expect(page.locator("#bourbon-dashboard-live")).to_have_attribute("data-live", "on")
+    page.evaluate("window.notReloaded = true")
+
+    worker = threading.Thread(target=run_queue, args=("live",), daemon=True)
+    worker.start()
+    expect(count).to_have_text("2")
+    expect(page.locator(".bourbon-summary")).to_contain_text("1 finished, 0 failed")
+    expect(drawn).to_have_count(1)  # this minute's bar in the chart
+    expect(page.locator("tr[data-status=queued] td")).to_have_text("1")  # the retried job
+    expect(page.locator("#bourbon-live-state")).to_contain_text("Live")
+    assert page.evaluate("window.notReloaded") is True
+    worker.join(10)
+
+
+def run_queue(queue_name: str) -> None:
+    """A worker in its own thread: the test's thread runs Playwright's event loop, where the ORM may not."""
+    try:
+        drain(queues=frozenset({queue_name}))
+    finally:
+        connection.close()

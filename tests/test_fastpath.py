@@ -1,82 +1,23 @@
 """Redis (django-redis) as the fast path: instant wake-ups, never the only copy of a job.
 
-Each test runs its own ``redis-server`` on a free port, so it can stop and
-restart it without touching the machine's Redis.
+Each test runs its own ``redis-server`` on a free port (the ``redis_server`` fixture),
+so it can stop and restart it without touching the machine's Redis.
 """
 
 import json
 import logging
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
 import redis
 from django.db import transaction
-from django.test import override_settings
 
 from django_bourbon_jobs import dispatch_async, fastpath
 from django_bourbon_jobs.models import Job, JobStatus
-from tests import settings_redis, tasks
-from tests.conftest import drain, wait_until
+from tests import tasks
+from tests.conftest import drain, needs_redis_server, redis_settings, wait_until
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
-]
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), timeout=10, message="redis-server up")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-def redis_settings(server):
-    caches = {**settings_redis.CACHES, "jobs": {**settings_redis.CACHES["jobs"], "LOCATION": server.url}}
-    return override_settings(CACHES=caches, TASKS=settings_redis.TASKS)
+pytestmark = [pytest.mark.django_db(transaction=True), needs_redis_server]
 
 
 def subscriber(server):
@@ -126,11 +67,7 @@ def test_dispatch_carries_on_while_redis_is_down_and_logs_once(redis_server, cap
 
 
 def subscribed_workers(server) -> int:
-    try:
-        [(_, count)] = redis.Redis(port=server.port).pubsub_numsub(fastpath.CHANNEL)
-    except redis.ConnectionError:
-        return 0
-    return int(count)
+    return server.subscribers(fastpath.CHANNEL)
 
 
 def test_workers_wake_on_redis_and_survive_its_restart(redis_server, runworkers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,11 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from django_bourbon_jobs import fastpath, job_events
 from django_bourbon_jobs.api.events import JobStream
 from django_bourbon_jobs.api.views import JobViewSet
 from django_bourbon_jobs.models import Job
-from tests.conftest import drain, wait_until
+from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings, wait_until
 
 API = "/api/jobs/"
 
@@ -28,9 +30,11 @@ API = "/api/jobs/"
 class EventReader:
     """A minimal SSE client over http.client: one parsed block per :meth:`next`."""
 
-    def __init__(self, base_url: str, path: str, cookie: str, last_event_id: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, path: str, cookie: str, last_event_id: str | None = None, timeout: float = 15
+    ) -> None:
         parts = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
         headers = {"Accept": "text/event-stream", "Cookie": cookie}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
@@ -232,3 +236,77 @@ def test_cooperative_cancel_through_the_api(alice: User, tmp_path: Path, fast_st
     worker.join(10)
     body = client.get(f"{API}{job_id}/").json()
     assert (body["status"], body["errors"]) == ("cancelled", [])
+
+
+# With Redis: the stream waits on the job's channel, and polls only while Redis is down.
+
+
+@needs_redis_server
+def test_with_redis_changes_arrive_by_pub_sub_not_by_polling(
+    live_server: Any, alice: User, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No poll and no heartbeat for a minute: only a Redis message can wake the stream in time.
+    monkeypatch.setattr(JobViewSet, "stream_poll_interval", 60.0)
+    monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 60.0)
+    with redis_settings(redis_server):
+        cookie = session_cookie(alice)
+        ran = dispatch(alice, "echo", None)
+        reader = EventReader(live_server.url, f"{API}{ran}/events/", cookie, timeout=10)
+        assert status_of(reader.next_event()) == "queued"
+        worker = start_worker()
+        statuses = [status_of(event) for event in iter(reader.next_event, None)]
+        worker.join(10)
+        assert statuses[-1] == "succeeded", statuses
+
+        cancelled = dispatch(alice, "echo", None)
+        reader = EventReader(live_server.url, f"{API}{cancelled}/events/", cookie, timeout=10)
+        assert status_of(reader.next_event()) == "queued"
+        client = APIClient()
+        client.force_authenticate(alice)
+        assert client.post(f"{API}{cancelled}/cancel/").status_code == 200
+        assert [status_of(event) for event in iter(reader.next_event, None)] == ["cancelled"]
+
+
+@needs_redis_server
+def test_redis_stopped_mid_stream_means_polling_then_pub_sub_again(
+    live_server: Any,
+    alice: User,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    fast_stream: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.job_events")
+    monkeypatch.setattr(job_events, "outages", job_events._Outages())
+    monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 60.0)
+    with redis_settings(redis_server):
+        job_id = dispatch(alice, "progress_steps", {"dir": str(tmp_path), "steps": 2})
+        reader = EventReader(live_server.url, f"{API}{job_id}/events/", session_cookie(alice), timeout=10)
+        assert status_of(reader.next_event()) == "queued"
+        channel = fastpath.job_channel(job_id)
+        assert redis_server.subscribers(channel) == 1
+
+        redis_server.stop()
+        worker = start_worker()
+        assert status_of(reader.next_event()) == "running"  # polled: Redis is down
+        (tmp_path / "go1").touch()
+        progress = reader.next_event()
+        assert progress is not None and progress["data"]["progress"]["current"] == 1
+
+        redis_server.start()
+        wait_until(lambda: redis_server.subscribers(channel) == 1, timeout=15, message="the stream back")
+        # Listening again, the stream no longer polls: only Redis can deliver the rest in time.
+        (tmp_path / "go2").touch()
+        rest = list(iter(reader.next_event, None))
+        worker.join(10)
+    assert status_of(rest[-1]) == "succeeded"
+    assert rest[-1]["data"]["progress"]["current"] == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "django_bourbon_jobs.job_events"]
+    assert len(logged) == 2, logged  # the outage once, however often the stream retried; its end once
+    assert "unavailable" in logged[0] and "is back" in logged[1]
+
+
+def status_of(event: dict[str, Any] | None) -> str:
+    assert event is not None, "the stream ended"
+    return str(event["data"]["status"])

@@ -2,6 +2,8 @@
 
 The queryset an action receives is lazy; with "select all" it is the changelist's whole
 filtered set, so each action issues a single UPDATE or DELETE and never loads rows.
+With Redis, retry and cancel also announce the jobs they touched (up to
+``fastpath.ANNOUNCE_LIMIT`` ids, read before the UPDATE) to live readers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.models import Job
 
 
@@ -24,13 +27,17 @@ def _jobs(count: int) -> str:
 
 @admin.action(permissions=["retry"], description="Retry selected jobs (failed or cancelled)")
 def retry_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    announced = fastpath.ids_to_announce(queryset)
     changed = queryset.retry(timezone.now())  # type: ignore[attr-defined]
+    fastpath.publish_job_changes(announced, queryset.db)
     model_admin.message_user(request, f"Queued {_jobs(changed)} again.", messages.SUCCESS)
 
 
 @admin.action(permissions=["cancel"], description="Cancel selected jobs (queued)")
 def cancel_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    announced = fastpath.ids_to_announce(queryset)
     changed = queryset.cancel(timezone.now())  # type: ignore[attr-defined]
+    fastpath.publish_job_changes(announced, queryset.db)
     model_admin.message_user(request, f"Cancelled {_jobs(changed)}.", messages.SUCCESS)
 
 

@@ -2,11 +2,14 @@
 
 Counts by status and by queue, the oldest due job's wait per queue, throughput and
 failure rate per minute over the last hour, and the live workers with their current jobs.
+The page keeps itself current through :mod:`~django_bourbon_jobs.admin.live`.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +19,14 @@ from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncMinute
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from django_bourbon_jobs.admin import chart
 from django_bourbon_jobs.admin.display import format_duration
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.models import Job, JobStatus, Worker
+from django_bourbon_jobs.sse import event_id
 
 WINDOW_MINUTES = 60
 
@@ -111,15 +116,23 @@ def worker_rows(now: datetime) -> list[WorkerRow]:
     return list(rows.values())
 
 
+def fingerprint(counts: list[tuple[str, str, int]], worker_ids: Iterable[str]) -> str:
+    """A digest of what moves when jobs or workers change: equal digests, nothing to refresh."""
+    return event_id(json.dumps([[(value, n) for value, _, n in counts], sorted(worker_ids)]))
+
+
 def dashboard_view(model_admin: admin.ModelAdmin[Job], request: HttpRequest) -> TemplateResponse:
     now = timezone.now()
     minutes = throughput(now)
+    counts = status_counts()
+    workers = worker_rows(now)
+    info = model_admin.opts.app_label, model_admin.opts.model_name
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Jobs dashboard",
         "opts": model_admin.opts,
         "now": now,
-        "status_counts": status_counts(),
+        "status_counts": counts,
         "queues": queue_rows(now),
         "minutes": minutes,
         "finished_last_hour": sum(m.succeeded + m.failed for m in minutes),
@@ -130,7 +143,11 @@ def dashboard_view(model_admin: admin.ModelAdmin[Job], request: HttpRequest) -> 
         "chart_width": chart.WIDTH,
         "chart_height": chart.HEIGHT,
         "chart_plot_height": chart.HEIGHT - chart.AXIS,
-        "workers": worker_rows(now),
+        "workers": workers,
         "lease_seconds": get_settings().LEASE_SECONDS,
+        "fingerprint": fingerprint(counts, (row.worker.pk for row in workers)),
+        "events_url": reverse(
+            "admin:{}_{}_dashboard_events".format(*info), current_app=model_admin.admin_site.name
+        ),
     }
     return TemplateResponse(request, "admin/bourbon_jobs/dashboard.html", context)

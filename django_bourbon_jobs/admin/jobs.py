@@ -8,14 +8,16 @@ from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db import router
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
+from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.admin import display
 from django_bourbon_jobs.admin.actions import cancel_jobs, delete_jobs, retry_jobs
 from django_bourbon_jobs.admin.changelist import JobChangeList
@@ -28,8 +30,10 @@ from django_bourbon_jobs.admin.filters import (
     QueueFilter,
     TaskFilter,
 )
+from django_bourbon_jobs.admin.live import DashboardStream
 from django_bourbon_jobs.admin.paginator import CappedCountPaginator
 from django_bourbon_jobs.models import Job, Worker
+from django_bourbon_jobs.sse import stream_response
 
 SUMMARY_FIELDS = ("id", "status_badge", "task_path", "queue_name", "priority", "attempts_of_max")
 TIMELINE_FIELDS = ("timeline_display", "run_after", "duration", "worker_link", "dispatched_by")
@@ -102,6 +106,13 @@ class JobAdmin(JobAdminBase):
     sortable_by = ["enqueued_at", "priority"]
     ordering = ["-enqueued_at"]
     change_form_template = "admin/bourbon_jobs/job/change_form.html"
+    dashboard_poll_interval = 5.0
+    """Seconds between the dashboard stream's reads without Redis (or while it is down)."""
+    dashboard_min_gap = 1.0
+    """Least seconds between two reads woken by Redis: a busy system refreshes the page once a second."""
+    dashboard_heartbeat_interval = 15.0
+    dashboard_max_seconds = 300.0
+    """The stream ends after this long; the browser reconnects with ``Last-Event-ID`` and misses nothing."""
     fieldsets = [
         (None, {"fields": SUMMARY_FIELDS}),
         ("Payload and result", {"fields": ["payload", "result", "progress_display"]}),
@@ -122,6 +133,11 @@ class JobAdmin(JobAdminBase):
         return [
             path("failures/", wrap(self.failures_view), name="{}_{}_failures".format(*info)),
             path("dashboard/", wrap(self.dashboard_view), name="{}_{}_dashboard".format(*info)),
+            path(
+                "dashboard/events/",
+                wrap(self.dashboard_events_view),
+                name="{}_{}_dashboard_events".format(*info),
+            ),
             path("<path:object_id>/retry/", wrap(self.retry_view), name="{}_{}_retry".format(*info)),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="{}_{}_cancel".format(*info)),
             *super().get_urls(),
@@ -135,6 +151,19 @@ class JobAdmin(JobAdminBase):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return dashboard_view(self, request)
+
+    def dashboard_events_view(self, request: HttpRequest) -> HttpResponseBase:
+        """The dashboard page's live stream (Server-Sent Events); see :mod:`.live`."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        stream = DashboardStream(
+            since=request.headers.get("Last-Event-ID") or request.GET.get("since"),
+            poll_interval=self.dashboard_poll_interval,
+            min_gap=self.dashboard_min_gap,
+            heartbeat_interval=self.dashboard_heartbeat_interval,
+            max_seconds=self.dashboard_max_seconds,
+        )
+        return stream_response(iter(stream))
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         refused = "Only a failed or cancelled job can be retried."
@@ -240,6 +269,7 @@ def _transition(
         raise Http404("No such job.")
     changed = getattr(Job.objects.filter(pk=job.pk), name)(timezone.now())
     if changed:
+        fastpath.publish_job_changes([job.pk], router.db_for_write(Job))
         model_admin.message_user(request, done, messages.SUCCESS)
     else:
         model_admin.message_user(request, refused, messages.WARNING)

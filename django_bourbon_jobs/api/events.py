@@ -1,14 +1,18 @@
 """Server-Sent Events for one job: an event per status or progress change, until it finishes.
 
-The stream polls the database and closes its connection after every poll, so an
-idle client holds a thread but no database connection. Each event's ``id`` is a
-digest of the state it carries: a client that reconnects with ``Last-Event-ID``
-gets the current state unless it already has it, so it never misses the final one.
+Each event's ``id`` is a digest of the state it carries: a client that reconnects
+with ``Last-Event-ID`` gets the current state unless it already has it, so it never
+misses the final one.
+
+The stream reads the job from the database, and closes its connection after every
+read, so an idle client holds a thread but no database connection. When it reads
+is up to :class:`~django_bourbon_jobs.job_events.JobEvents`: with Redis, when the
+job's channel says it changed (and at each heartbeat, for changes nobody
+announced); without Redis, or while it is down, every ``poll_interval``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -16,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, router
+from django.db import router
 from rest_framework.renderers import BaseRenderer
 
+from django_bourbon_jobs.job_events import JobEvents, release_connection
 from django_bourbon_jobs.models import FINISHED_STATUSES, Job
-
-RECONNECT_MS = 2000
-"""The ``retry:`` the stream announces: how long a browser waits before reconnecting."""
+from django_bourbon_jobs.sse import HEARTBEAT, RETRY, event_id, format_event
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -40,22 +43,13 @@ class EventStreamRenderer(BaseRenderer):
         return format_event("error", json.dumps(data, cls=DjangoJSONEncoder), None).encode()
 
 
-def format_event(event: str, data: str, event_id: str | None) -> str:
-    lines = [f"event: {event}"]
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    lines.extend(f"data: {line}" for line in data.splitlines() or [""])
-    return "\n".join(lines) + "\n\n"
-
-
-def event_id(data: str) -> str:
-    """A digest of the state: equal ids mean the client already has this state."""
-    return hashlib.sha256(data.encode()).hexdigest()[:20]
-
-
 @dataclass
 class JobStream:
-    """Polls one job and yields SSE text; ``represent`` turns a Job into the event's JSON object."""
+    """Follows one job and yields SSE text; ``represent`` turns a Job into the event's JSON object.
+
+    The job is read again after every wake-up (a Redis message, a poll, a heartbeat), never
+    taken from the message, so each event is exactly what polling would have sent.
+    """
 
     queryset: Any
     job_id: Any
@@ -70,9 +64,7 @@ class JobStream:
         try:
             return self.queryset.filter(pk=self.job_id).first()  # type: ignore[no-any-return]
         finally:
-            connection = connections[router.db_for_read(Job)]
-            if not connection.in_atomic_block:
-                connection.close()
+            release_connection(router.db_for_read(Job))
 
     def snapshot(self, job: Job) -> tuple[str, str]:
         """The event data for ``job``, and its id."""
@@ -80,21 +72,27 @@ class JobStream:
         return data, event_id(data)
 
     def __iter__(self) -> Iterator[str]:
-        yield f"retry: {RECONNECT_MS}\n\n"
+        yield RETRY
         started = last_write = time.monotonic()
         sent: tuple[str, int, bool] | None = None
-        job = self.fetch()
-        while job is not None:
-            data, digest = self.snapshot(job)
-            if digest != self.last_event_id:
-                state = (job.status, job.attempts, job.cancel_requested_at is not None)
-                yield format_event("status" if state != sent else "progress", data, digest)
-                sent, self.last_event_id, last_write = state, digest, time.monotonic()
-            if job.status in FINISHED_STATUSES or time.monotonic() - started >= self.max_seconds:
-                return
-            time.sleep(self.poll_interval)
-            if time.monotonic() - last_write >= self.heartbeat_interval:
-                yield ": heartbeat\n\n"
-                last_write = time.monotonic()
+        with JobEvents.for_job(self.job_id, self.poll_interval) as events:
             job = self.fetch()
+            while job is not None:
+                data, digest = self.snapshot(job)
+                if digest != self.last_event_id:
+                    state = (job.status, job.attempts, job.cancel_requested_at is not None)
+                    yield format_event("status" if state != sent else "progress", data, digest)
+                    sent, self.last_event_id, last_write = state, digest, time.monotonic()
+                if job.status in FINISHED_STATUSES or time.monotonic() - started >= self.max_seconds:
+                    return
+                events.wait(self.seconds_to_wait(started, last_write))
+                if time.monotonic() - last_write >= self.heartbeat_interval:
+                    yield HEARTBEAT
+                    last_write = time.monotonic()
+                job = self.fetch()
         yield format_event("gone", json.dumps({"job_id": str(self.job_id)}), None)
+
+    def seconds_to_wait(self, started: float, last_write: float) -> float:
+        """Until the next heartbeat is due or the stream's time is up, whichever comes first."""
+        now = time.monotonic()
+        return min(last_write + self.heartbeat_interval, started + self.max_seconds) - now

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import router
 from django.db.models import QuerySet
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase
 from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 from drf_spectacular.openapi import AutoSchema
@@ -26,6 +27,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.api import registry
 from django_bourbon_jobs.api.events import EventStreamRenderer, JobStream
 from django_bourbon_jobs.api.permissions import JobPermission, visible_jobs
@@ -42,6 +44,7 @@ from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import dispatch_async, request_cancel
 from django_bourbon_jobs.exceptions import InvalidCallbackURL, InvalidPayload
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.sse import stream_response
 
 ENVELOPE_BYTES = 8192
 """Room for the other dispatch fields on top of ``API_MAX_PAYLOAD_BYTES`` before a body is refused unread."""
@@ -196,6 +199,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             raise Conflict(
                 {"detail": f"The job is {job.status}; only failed or cancelled jobs can be retried."}
             )
+        fastpath.publish_job_changes([job.pk], router.db_for_write(Job))
         job.refresh_from_db()
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -228,7 +232,4 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             if stream.last_event_id and stream.last_event_id == stream.snapshot(job)[1]:
                 return HttpResponse(status=status.HTTP_204_NO_CONTENT)
-        response = StreamingHttpResponse(iter(stream), content_type="text/event-stream; charset=utf-8")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return stream_response(iter(stream))

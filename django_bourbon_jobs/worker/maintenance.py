@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Subquery
 
+from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import WorkerLost
 from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus, Worker
@@ -32,6 +33,7 @@ def _settle(jobs: JobQuerySet, now: datetime, reason: str) -> int:
             error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
             if Job.objects.db_manager(using).settle_lost_attempt(job, error, now):
                 settled.append(job)
+    fastpath.publish_job_events(settled)
     for job in settled:
         announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
     return len(settled)

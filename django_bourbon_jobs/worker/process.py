@@ -305,6 +305,7 @@ class WorkerProcess:
             self.in_flight.pop(job.pk, None)
         if unstarted:
             self.jobs.release(self.worker_id, [job.pk for job in unstarted])
+            fastpath.publish_job_changes([job.pk for job in unstarted], self.config.using)
         return len(unstarted)
 
     def _settle_running(self, reason: str) -> None:
@@ -316,10 +317,14 @@ class WorkerProcess:
                 for pk, job in self.in_flight.items()
                 if pk in self.started and job.status == JobStatus.RUNNING
             ]
+        settled = []
         for job in running:
             error = error_record(WorkerLost(reason), worker_id=self.worker_id, attempt=job.attempts, at=now)
             if self.jobs.settle_lost_attempt(job, error, now):
-                announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
+                settled.append(job)
+        fastpath.publish_job_events(settled)
+        for job in settled:
+            announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
 
     def _abandon(self, stuck: list[Any]) -> None:
         """A job ignored its timeout interrupt: record it, hand back the rest, exit for a fresh process."""

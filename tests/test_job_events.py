@@ -1,0 +1,188 @@
+"""Job events for live readers: Redis pub/sub with a database-polling fallback, and who announces what.
+
+Against a ``redis-server`` of the test's own, which the tests stop and start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+import redis
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from django_bourbon_jobs import fastpath, job_events
+from django_bourbon_jobs.dispatch import request_cancel
+from django_bourbon_jobs.job_events import JobEvents
+from django_bourbon_jobs.models import Job, JobStatus
+from tests.conftest import RedisServer, needs_redis_server, redis_settings, wait_until
+from tests.test_admin import FAILURES, JOBS, action
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_outage_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outages are remembered per process (logged once); each test starts with none."""
+    monkeypatch.setattr(job_events, "outages", job_events._Outages())
+
+
+def make_job(**fields: Any) -> Job:
+    now = timezone.now()
+    return Job.objects.create(task_path="tests.tasks.echo", run_after=now, enqueued_at=now, **fields)
+
+
+def waits_for_seconds(events: JobEvents, seconds: float) -> list[bool]:
+    """Call ``wait()`` again and again for ``seconds``: what a stream does while nothing happens."""
+    results, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        results.append(events.wait(end - time.monotonic()))
+    return results
+
+
+def test_without_redis_wait_says_read_once_per_poll_interval() -> None:
+    with JobEvents(None, poll_interval=0.2) as events:
+        assert not events.listening
+        assert events.wait(0.05) is False  # a heartbeat's timeout, before the poll is due
+        started = time.monotonic()
+        assert events.wait(5) is True
+        assert 0.1 <= time.monotonic() - started < 1.0
+
+
+@needs_redis_server
+def test_a_message_wakes_the_reader_and_a_burst_is_one_wake_up(redis_server: RedisServer) -> None:
+    publisher = redis.Redis(port=redis_server.port)
+    with redis_settings(redis_server), JobEvents.for_job("abc", poll_interval=60) as events:
+        assert events.listening
+        # Subscribed (and acknowledged) on entering: nothing published from now on is missed.
+        assert redis_server.subscribers(fastpath.job_channel("abc")) == 1
+        assert events.wait(0.1) is False
+        for status in ("running", "running", "succeeded"):
+            publisher.publish(fastpath.job_channel("abc"), json.dumps({"status": status}))
+        started = time.monotonic()
+        assert events.wait(10) is True
+        assert time.monotonic() - started < 2
+        assert events.wait(0.2) is False  # the burst was taken in one go
+        publisher.publish(fastpath.job_channel("other"), "{}")
+        assert events.wait(0.2) is False
+
+
+@needs_redis_server
+def test_redis_down_means_polling_logged_once_then_redis_again(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.job_events")
+    channel = fastpath.job_channel("abc")
+    with redis_settings(redis_server), JobEvents.for_job("abc", poll_interval=0.1) as events:
+        redis_server.stop()
+        assert events.wait(10) is True  # the connection is gone: read the database now
+        assert not events.listening
+        # Polling meanwhile, and trying to subscribe again (0.1 s, 0.2 s, 0.4 s ... apart).
+        assert waits_for_seconds(events, 1.0).count(True) >= 3
+        lost = [r for r in caplog.records if "unavailable" in r.getMessage()]
+        assert len(lost) == 1, [r.getMessage() for r in caplog.records]
+
+        redis_server.start()
+        wait_until(lambda: events.wait(0.05) and events.listening, timeout=15, message="subscribed again")
+        assert redis_server.subscribers(channel) == 1
+        assert caplog.records[:-1] == lost
+        assert caplog.records[-1].getMessage() == "Redis 'jobs' is back; job events come from pub/sub again"
+        redis.Redis(port=redis_server.port).publish(channel, "{}")
+        assert events.wait(10) is True
+        assert events.wait(0.2) is False  # and no more polling
+
+
+@needs_redis_server
+def test_redis_unreachable_from_the_start_means_polling_until_it_answers(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    with redis_settings(redis_server), JobEvents.for_job("abc", poll_interval=0.1) as events:
+        assert not events.listening
+        assert events.wait(5) is True
+        redis_server.start()
+        wait_until(lambda: events.wait(0.05) and events.listening, timeout=15, message="subscribed")
+
+
+# Changes made outside a worker are announced too, once committed.
+
+
+def job_events_from(pubsub: Any, expected: int = 1, within: float = 5.0) -> list[dict[str, Any]]:
+    """The events published until ``expected`` have arrived (or ``within`` passed), and 0.2 s more."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.05)
+        if message:
+            seen.append(json.loads(message["data"]))
+        if len(seen) >= expected:
+            deadline = min(deadline, time.monotonic() + 0.2)
+    return seen
+
+
+@pytest.fixture
+def all_job_events(redis_server: RedisServer) -> Any:
+    pubsub = redis.Redis(port=redis_server.port).pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(fastpath.job_channel("*"))
+    wait_until(lambda: redis_server.pattern_subscriptions() == 1, message="subscribed")
+    with redis_settings(redis_server):
+        yield pubsub
+    pubsub.close()
+
+
+@needs_redis_server
+def test_api_cancel_and_retry_announce_the_new_state(all_job_events: Any, django_user_model: Any) -> None:
+    alice = django_user_model.objects.create_user("alice")
+    client = APIClient()
+    client.force_authenticate(alice)
+    queued, running = make_job(dispatched_by=alice), make_job(dispatched_by=alice, status=JobStatus.RUNNING)
+
+    assert client.post(f"/api/jobs/{queued.pk}/cancel/").status_code == 200
+    assert job_events_from(all_job_events) == [
+        {"job_id": str(queued.pk), "status": "cancelled", "progress": None}
+    ]
+    assert client.post(f"/api/jobs/{running.pk}/cancel/").status_code == 202  # asked to stop
+    assert job_events_from(all_job_events) == [
+        {"job_id": str(running.pk), "status": "running", "progress": None}
+    ]
+    assert client.post(f"/api/jobs/{queued.pk}/retry/").status_code == 202
+    assert job_events_from(all_job_events) == [
+        {"job_id": str(queued.pk), "status": "queued", "progress": None}
+    ]
+
+
+@needs_redis_server
+def test_a_cancel_is_announced_only_once_its_transaction_commits(all_job_events: Any) -> None:
+    job = make_job(status=JobStatus.RUNNING)
+    with transaction.atomic():
+        assert request_cancel(str(job.pk)) == "requested"
+        assert job_events_from(all_job_events, expected=0, within=0.3) == []
+    assert [event["job_id"] for event in job_events_from(all_job_events)] == [str(job.pk)]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(cancel_requested_at=None)
+        request_cancel(str(job.pk))
+        raise RuntimeError("rolled back")
+    assert job_events_from(all_job_events, expected=0, within=0.3) == []
+
+
+@needs_redis_server
+def test_admin_retry_and_cancel_announce_the_jobs_they_change(all_job_events: Any, admin_client: Any) -> None:
+    failed = [make_job(status=JobStatus.FAILED, finished_at=timezone.now()) for _ in range(2)]
+    queued = make_job()
+    action(admin_client, FAILURES, "retry_jobs", failed[:1], select_across=True)
+    events = job_events_from(all_job_events, expected=2)
+    assert sorted(e["job_id"] for e in events) == sorted(str(job.pk) for job in failed)
+    assert {e["status"] for e in events} == {"queued"}
+
+    action(admin_client, JOBS, "cancel_jobs", [queued])
+    assert job_events_from(all_job_events) == [
+        {"job_id": str(queued.pk), "status": "cancelled", "progress": None}
+    ]
+    admin_client.post(reverse("admin:bourbon_jobs_job_retry", args=[queued.pk]))
+    assert job_events_from(all_job_events) == [
+        {"job_id": str(queued.pk), "status": "queued", "progress": None}
+    ]
