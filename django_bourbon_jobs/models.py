@@ -129,6 +129,7 @@ class Job(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,  # bourbon_job_dispatcher below: partial, so the many anonymous jobs cost nothing
         help_text="The user whose request dispatched the job, when there was one.",
     )
     idempotency_key = models.CharField(
@@ -169,7 +170,19 @@ class Job(models.Model):
                 condition=Q(status="running"),
                 name="bourbon_job_lease",
             ),
-            models.Index(fields=["status", "finished_at"], name="bourbon_job_finished"),
+            # Pruning: WHERE status = ... AND finished_at < cutoff. Partial, so that
+            # enqueueing and claiming a job add nothing to it.
+            models.Index(
+                fields=["status", "finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="bourbon_job_finished",
+            ),
+            models.Index(
+                "dispatched_by",
+                models.F("enqueued_at").desc(),
+                condition=Q(dispatched_by__isnull=False),
+                name="bourbon_job_dispatcher",
+            ),
             models.Index(
                 fields=["dispatched_by", "idempotency_key", "enqueued_at"],
                 condition=~Q(idempotency_key=""),
