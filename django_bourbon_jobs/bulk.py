@@ -6,40 +6,64 @@ parameter list, which is what makes fan-out of tens of thousands of jobs cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.db import connections
 from django.db.models import Field
+from django.db.models.base import ModelState
 
 from django_bourbon_jobs import pgbound
+from django_bourbon_jobs.ids import uuid7
 from django_bourbon_jobs.models import Job
 
 INSERT_BATCH = 1000
 """Rows per INSERT statement where COPY is not available."""
 
 
+VARYING = ("id", "args", "kwargs")
+"""The columns in which the jobs of one ``dispatch_many`` call differ."""
+
+
+def clone_jobs(template: Job, calls: Iterable[tuple[Any, Any]]) -> list[Job]:
+    """One unsaved Job per ``(args, kwargs)``, equal to ``template`` but for a fresh id and those.
+
+    ``Model.__init__`` resolves every field and default one by one, which cost
+    more per job than COPY does; a copy of the template's attributes does not.
+    """
+    base = {name: value for name, value in template.__dict__.items() if name != "_state"}
+    jobs = []
+    for args, kwargs in calls:
+        job = Job.__new__(Job)
+        job.__dict__.update(base)
+        job._state = ModelState()
+        job.id, job.args, job.kwargs = uuid7(), args, kwargs
+        jobs.append(job)
+    return jobs
+
+
 def insert_jobs(jobs: Sequence[Job], using: str) -> None:
-    """Insert ``jobs`` (their ids are set already); call inside a transaction."""
-    if not pgbound.available(connections[using]):
+    """Insert ``jobs`` (their ids are set already; from :func:`clone_jobs`); call inside a transaction.
+
+    On PostgreSQL the first job's values are prepared once and every row reuses
+    them but for the :data:`VARYING` columns.
+    """
+    connection = connections[using]
+    if not pgbound.available(connection) or not jobs:
         Job.objects.db_manager(using).bulk_create(jobs, batch_size=INSERT_BATCH)
         return
-    connection = connections[using]
     fields = [f for f in Job._meta.concrete_fields if isinstance(f, Field)]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    first = jobs[0] if jobs else None
-    template = [
-        (getattr(first, f.attname), f.get_db_prep_save(getattr(first, f.attname), connection)) for f in fields
-    ]
-
-    def row(job: Job) -> list[object]:
-        """Prepare only the values that differ from the first job's (in a batch, mostly id and args)."""
-        values = []
-        for f, (raw, prepared) in zip(fields, template, strict=True):
-            value = getattr(job, f.attname)
-            values.append(prepared if value is raw or value == raw else f.get_db_prep_save(value, connection))
-        return values
-
+    template = [f.get_db_prep_save(getattr(jobs[0], f.attname), connection) for f in fields]
+    shared = {f.attname: getattr(jobs[0], f.attname) for f in fields if f.attname not in VARYING}
+    positions = [(n, f) for n, f in enumerate(fields) if f.attname in VARYING]
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {Job._meta.db_table} ({columns}) FROM STDIN") as copy:
             for job in jobs:
-                copy.write_row(row(job))
+                if any(getattr(job, name) is not value for name, value in shared.items()):
+                    row = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields]
+                else:
+                    row = list(template)
+                    for n, f in positions:
+                        row[n] = f.get_db_prep_save(getattr(job, f.attname), connection)
+                copy.write_row(row)

@@ -93,8 +93,9 @@ class DatabaseBackend(BaseTaskBackend):
         from django_bourbon_jobs.results import to_task_result
 
         self.validate_task(task)
-        now = timezone.now()
-        jobs = [self._build_job(task, args, kwargs, now) for args, kwargs in calls]
+        template = self._build_job(task, (), {})
+        checked = (self._checked_arguments(task, args, kwargs) for args, kwargs in calls)
+        jobs = bulk.clone_jobs(template, checked)
         using = router.db_for_write(Job)
         with transaction.atomic(using=using):
             bulk.insert_jobs(jobs, using)
@@ -130,18 +131,29 @@ class DatabaseBackend(BaseTaskBackend):
 
         now = now or timezone.now()
         extras = dispatch_extras.get()
+        args, kwargs = self._checked_arguments(task, args, kwargs)
         return Job(
             task_path=task.module_path,
             queue_name=task.queue_name,
             priority=task.priority,
-            args=ensure_json(list(args), InvalidPayload, f"The arguments of {task.module_path}"),
-            kwargs=ensure_json(dict(kwargs), InvalidPayload, f"The keyword arguments of {task.module_path}"),
+            args=args,
+            kwargs=kwargs,
             max_attempts=max_attempts_of(task),
             run_after=task.run_after or now,
             enqueued_at=now,
             dispatched_by=_saved_user(extras.dispatched_by),
             idempotency_key=extras.idempotency_key,
             callback_url=extras.callback_url,
+        )
+
+    @staticmethod
+    def _checked_arguments(
+        task: Task, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The arguments as they will read back from the database; ``InvalidPayload`` if not JSON."""
+        return (
+            ensure_json(list(args), InvalidPayload, f"The arguments of {task.module_path}"),
+            ensure_json(dict(kwargs), InvalidPayload, f"The keyword arguments of {task.module_path}"),
         )
 
     def get_result(self, result_id: str) -> TaskResult:
