@@ -6,6 +6,7 @@ parameter list, which is what makes fan-out of tens of thousands of jobs cheap.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,10 +44,11 @@ def clone_jobs(template: Job, calls: Iterable[tuple[Any, Any]]) -> list[Job]:
 
 
 def insert_jobs(jobs: Sequence[Job], using: str) -> None:
-    """Insert ``jobs`` (their ids are set already; from :func:`clone_jobs`); call inside a transaction.
+    """Insert ``jobs`` made by :func:`clone_jobs`; call inside a transaction.
 
     On PostgreSQL the first job's values are prepared once and every row reuses
-    them but for the :data:`VARYING` columns.
+    them but for the :data:`VARYING` columns, which is why the jobs must differ
+    in those only. Arguments go as JSON text, which COPY casts to ``jsonb``.
     """
     connection = connections[using]
     if not pgbound.available(connection) or not jobs:
@@ -55,15 +57,12 @@ def insert_jobs(jobs: Sequence[Job], using: str) -> None:
     fields = [f for f in Job._meta.concrete_fields if isinstance(f, Field)]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     template = [f.get_db_prep_save(getattr(jobs[0], f.attname), connection) for f in fields]
-    shared = {f.attname: getattr(jobs[0], f.attname) for f in fields if f.attname not in VARYING}
-    positions = [(n, f) for n, f in enumerate(fields) if f.attname in VARYING]
+    position = {f.attname: n for n, f in enumerate(fields)}
+    id_at, args_at, kwargs_at = (position[name] for name in VARYING)
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {Job._meta.db_table} ({columns}) FROM STDIN") as copy:
             for job in jobs:
-                if any(getattr(job, name) is not value for name, value in shared.items()):
-                    row = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields]
-                else:
-                    row = list(template)
-                    for n, f in positions:
-                        row[n] = f.get_db_prep_save(getattr(job, f.attname), connection)
+                row = list(template)
+                row[id_at] = job.id
+                row[args_at], row[kwargs_at] = json.dumps(job.args), json.dumps(job.kwargs)
                 copy.write_row(row)

@@ -7,13 +7,24 @@ import traceback
 from datetime import datetime
 from typing import Any
 
+_SCALARS = frozenset({str, bool, int, type(None)})
+
+
+def _flat_json(value: Any) -> bool:
+    """A list of scalars or a dict of them under string keys reads back as it is: no round trip."""
+    if type(value) is list:
+        return all(type(item) in _SCALARS for item in value)
+    if type(value) is dict:
+        return all(type(key) is str and type(item) in _SCALARS for key, item in value.items())
+    return False
+
 
 def ensure_json(value: Any, error_class: type[Exception], what: str) -> Any:
     """Return ``value`` as it will read back from the database, or raise ``error_class``.
 
     NaN and infinities are refused too: PostgreSQL's ``jsonb`` cannot store them.
     """
-    if value is None or isinstance(value, str | bool) or (type(value) is int):
+    if value is None or type(value) in _SCALARS or _flat_json(value):
         return value
     try:
         return json.loads(json.dumps(value, allow_nan=False))
