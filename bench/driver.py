@@ -799,6 +799,15 @@ def _clone_sql(overrides: dict[str, str]) -> str:
     )
 
 
+# Ids shaped like the UUIDv7 ours writes (48-bit millisecond time, then random bits), in
+# SQL, so that the cloned rows load the primary key index the way real dispatches do.
+UUID7_SQL = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing"
+    " substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)"
+    " FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
+)
+
+
 def wait_count(system: Ours, since_wall: float, n: int, workers: Workers, deadline: float) -> bool:
     t0 = time.monotonic()
     while time.monotonic() - t0 < deadline:
@@ -858,7 +867,7 @@ def backlog(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
     day = "now() - interval '1 day'"
     history = _clone_sql(
         {
-            "id": "gen_random_uuid()",
+            "id": UUID7_SQL,
             "status": "'succeeded'",
             "attempts": "1",
             "run_after": day,
@@ -870,7 +879,7 @@ def backlog(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
         }
     )
     execute(history, (args.history, template))
-    execute(_clone_sql({"id": "gen_random_uuid()"}), (args.backlog - 1, template))
+    execute(_clone_sql({"id": UUID7_SQL}), (args.backlog - 1, template))
     out["fill_s"] = round(time.perf_counter() - t0, 1)
     out["big"] = timed_partial_drain(
         system, n, args.processes, args.deadline, logdir / "ours-backlog-big.log"
