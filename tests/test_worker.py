@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_bourbon_jobs import dispatch_async, get_result
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from tests import tasks
-from tests.conftest import drain
+from tests.conftest import drain, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -331,3 +331,60 @@ def test_bulk_dispatched_jobs_run(tmp_path):
     dispatch_many(tasks.record, [{"path": path, "n": n} for n in range(200)])
     drain(threads=2)
     assert sorted(map(int, open(path).read().split())) == list(range(200))
+
+
+def test_quick_jobs_have_their_outcomes_written_in_batches(monkeypatch):
+    from django_bourbon_jobs.worker import outcomes
+
+    statements = []
+    record = outcomes.record
+
+    def counting_record(using, worker_id, jobs):
+        statements.append(len(jobs))
+        return record(using, worker_id, jobs)
+
+    monkeypatch.setattr(outcomes, "record", counting_record)
+    for n in range(64):
+        dispatch_async(tasks.echo, n)
+    drain(batch_size=32)
+    assert Job.objects.succeeded().count() == 64
+    assert sum(statements) == 64
+    assert len(statements) <= 16, statements  # one per job would be 64
+
+
+def test_a_job_that_ran_a_while_has_its_outcome_written_before_the_batch_ends(tmp_path):
+    import threading
+
+    from django.db import connection
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    dispatch_async(tasks.echo, "first")  # a full claim of one: the next claim takes two
+    # Ran 50 ms, with the default timeout (a short one would wake the loop by itself).
+    slow = dispatch_async(
+        tasks.wait_for_file,
+        {"started": str(tmp_path / "slow"), "release": str(tmp_path / "never"), "seconds": 0.05},
+    )
+    blocked = dispatch_async(tasks.wait_for_file, {"started": str(started), "release": str(release)})
+
+    # Batches of two, and no poll for 10 s: only the prompt write can store the slow job's outcome
+    # while the blocking job (in the same batch) still runs.
+    def work():
+        try:
+            drain(batch_size=2, poll_interval=10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        wait_until(started.exists, message="the blocking job to start")
+        wait_until(
+            lambda: Job.objects.get(pk=slow.id).status == JobStatus.SUCCEEDED,
+            timeout=3,
+            message="the slow job's outcome while the next job of its batch still runs",
+        )
+        assert Job.objects.get(pk=blocked.id).status == JobStatus.RUNNING
+    finally:
+        release.write_text("go")
+        worker.join(timeout=30)
+    assert Job.objects.get(pk=blocked.id).status == JobStatus.SUCCEEDED

@@ -40,6 +40,10 @@ EXIT_OK = 0
 EXIT_RECYCLE = 75
 """Exit code after ``max_jobs``: the supervisor starts a fresh process, in burst mode too."""
 EXIT_STUCK_JOB = 70
+FLUSH_AT = 32
+"""Finished attempts that wake the main loop to write them, whatever else is queued."""
+PROMPT_AFTER = 0.005
+"""Seconds a job runs before its outcome is written without waiting for the batch."""
 CANCEL_CHECK_SECONDS = 0.5
 """How often a worker with running jobs looks for cancel requests."""
 
@@ -84,7 +88,7 @@ class WorkerProcess:
         self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self._wake_for_deadline)
         self._wake_by = 0.0
         self.executor = Executor(config.worker_id, self.watch, now)
-        self.pending: queue.Queue[Job | None] = queue.Queue()
+        self.pending: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.in_flight: dict[Any, Job] = {}
         self.started: set[Any] = set()
         self.finished: list[Job] = []
@@ -94,6 +98,7 @@ class WorkerProcess:
         self.claimed_total = 0
         self._next_heartbeat = 0.0
         self._claim_size = config.threads
+        self._refill_below = config.threads
         self._next_cancel_check = 0.0
         self._threads: list[threading.Thread] = []
 
@@ -175,14 +180,26 @@ class WorkerProcess:
         while (job := self.pending.get()) is not None:
             with self.lock:
                 self.started.add(job.pk)
+            began = time.monotonic()
             try:
                 self.executor.run(job)
             except TimeoutInterrupt:
                 pass  # a deadline hit in the instant between the job's return and its bookkeeping
             with self.lock:
                 self.finished.append(job)
-            self.wakeup.poke()
+                backlog = len(self.finished)
+            if self._main_loop_needed(backlog, time.monotonic() - began):
+                self.wakeup.poke()
         close_old_connections()
+
+    def _main_loop_needed(self, finished: int, ran_for: float) -> bool:
+        """Wake the main loop to refill the queue, or to write outcomes once enough are waiting.
+
+        Not after every job: a batch of quick jobs is then written in one
+        statement instead of one each. A job that ran for a while is written
+        at once, so its result does not wait for the rest of the batch.
+        """
+        return self.pending.qsize() < self._refill_below or finished >= FLUSH_AT or ran_for >= PROMPT_AFTER
 
     def _sleep(self) -> None:
         """Wait for a poke, a deadline, a heartbeat or the poll interval, whichever is first."""
@@ -208,7 +225,7 @@ class WorkerProcess:
         return min(timeout, max(self._next_heartbeat - time.monotonic(), 0.0) + 0.01)
 
     def _claim_if_room(self) -> int:
-        if self.stop_requested.is_set() or self.pending.qsize() >= self.config.threads:
+        if self.stop_requested.is_set() or self.pending.qsize() >= self._refill_below:
             return 0
         limit = self._claim_size
         if self.config.max_jobs is not None:
@@ -241,6 +258,9 @@ class WorkerProcess:
         """
         batch = self.config.batch_size or 1
         self._claim_size = min(batch, asked * 2) if claimed == asked else self.config.threads
+        # Under a backlog, claim the next batch while half of this one is still queued,
+        # so the executor threads never wait on the claim's round trip.
+        self._refill_below = max(self.config.threads, self._claim_size // 2)
 
     def flush(self) -> int:
         """Write finished attempts in one statement, then announce them."""
