@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connections
-from django.db.models import Field
+from django.db.models import Field, JSONField
 from django.db.models.base import ModelState
 
 from django_bourbon_jobs import pgbound
-from django_bourbon_jobs.ids import uuid7
+from django_bourbon_jobs.ids import uuid7s
 from django_bourbon_jobs.models import Job
 
 INSERT_BATCH = 1000
@@ -38,9 +38,18 @@ def clone_jobs(template: Job, calls: Iterable[tuple[Any, Any]]) -> list[Job]:
         job = Job.__new__(Job)
         job.__dict__.update(base)
         job._state = ModelState()
-        job.id, job.args, job.kwargs = uuid7(), args, kwargs
+        job.args, job.kwargs = args, kwargs
         jobs.append(job)
+    for job, job_id in zip(jobs, uuid7s(len(jobs)), strict=True):
+        job.id = job_id
     return jobs
+
+
+def _copy_value(field: Field, value: Any, connection: Any) -> Any:
+    """A JSON value as its text (COPY casts it), not a wrapper psycopg would dump again for every row."""
+    if isinstance(field, JSONField):
+        return None if value is None else json.dumps(value)
+    return field.get_db_prep_save(value, connection)
 
 
 def insert_jobs(jobs: Sequence[Job], using: str) -> None:
@@ -56,7 +65,7 @@ def insert_jobs(jobs: Sequence[Job], using: str) -> None:
         return
     fields = [f for f in Job._meta.concrete_fields if isinstance(f, Field)]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    template = [f.get_db_prep_save(getattr(jobs[0], f.attname), connection) for f in fields]
+    template = [_copy_value(f, getattr(jobs[0], f.attname), connection) for f in fields]
     position = {f.attname: n for n, f in enumerate(fields)}
     id_at, args_at, kwargs_at = (position[name] for name in VARYING)
     with connection.cursor() as cursor:

@@ -204,3 +204,27 @@ def test_retry_clears_progress_and_a_stale_cancel_request():
     Job.objects.filter(pk=job_id).retry(timezone.now())
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.progress, job.cancel_requested_at) == (JobStatus.QUEUED, None, None)
+
+
+def test_dispatch_many_ids_follow_the_payload_order_so_workers_take_them_in_that_order():
+    import uuid
+
+    results = dispatch_many(tasks.echo, list(range(300)))
+    ids = [uuid.UUID(result.id) for result in results]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    assert all(job_id.version == 7 and job_id.variant == uuid.RFC_4122 for job_id in ids)
+    assert [job.args[0] for job in Job.objects.order_by("id")] == list(range(300))
+
+
+def test_dispatch_many_keeps_flat_and_nested_payloads_as_they_read_back():
+    payloads = [None, [1, "a", True], {"k": None}, {"nested": {"x": (1, 2)}}, {1: "int key"}]
+    results = dispatch_many(tasks.echo, payloads)
+    stored = {str(job.id): job.args[0] for job in Job.objects.all()}
+    assert [stored[result.id] for result in results] == [
+        None,
+        [1, "a", True],
+        {"k": None},
+        {"nested": {"x": [1, 2]}},
+        {"1": "int key"},
+    ]
+    assert [result.args[0] for result in results] == [stored[result.id] for result in results]
