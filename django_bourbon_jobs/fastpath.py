@@ -31,6 +31,13 @@ logger = logging.getLogger("django_bourbon_jobs.fastpath")
 
 CHANNEL = "bourbon_jobs:enqueued"
 
+PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+
 
 def configured_alias() -> str | None:
     """The cache alias named by the first DatabaseBackend's ``OPTIONS['REDIS']``, if any."""
@@ -67,6 +74,7 @@ class _Publisher:
         self._down = threading.Event()
         self._pid = 0
         self._queue: queue.SimpleQueue[tuple[str, list[tuple[str, str]]]] = queue.SimpleQueue()
+        self._scripts: dict[str, Any] = {}
 
     def publish_soon(self, alias: str, messages: list[tuple[str, str]]) -> None:
         """Hand ``messages`` to this process's publisher thread: a worker never waits on Redis.
@@ -94,14 +102,20 @@ class _Publisher:
         self.publish_many(alias, [(CHANNEL, queue_name)])
 
     def publish_many(self, alias: str, messages: list[tuple[str, str]]) -> None:
-        """Send every message in one pipelined round trip."""
+        """Send every message in one command: a script that PUBLISHes each pair it is given.
+
+        One script call packs about half the client CPU of a pipeline of PUBLISH
+        commands, which a worker sending two events per job notices. The pairs go
+        as ARGV, not KEYS (channels are not keys), so any node may run it.
+        """
         if not messages:
             return
         try:
-            pipeline = connection(alias).pipeline(transaction=False)
-            for channel, message in messages:
-                pipeline.publish(channel, message)
-            pipeline.execute()
+            client = connection(alias)
+            script = self._scripts.get(alias)
+            if script is None:
+                script = self._scripts[alias] = client.register_script(PUBLISH_ALL)
+            script(args=[part for pair in messages for part in pair], client=client)
         except Exception as exc:  # noqa: BLE001  (Redis must never stop a dispatch)
             if not self._down.is_set():
                 self._down.set()
