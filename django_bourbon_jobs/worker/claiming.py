@@ -61,8 +61,12 @@ _walking_connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def prefer_index_walk(connection: Any) -> None:
-    """Turn off bitmap scans once per PostgreSQL session of ``connection`` (see the module doc)."""
-    if connection.vendor != "postgresql":
+    """Turn off bitmap scans once per PostgreSQL session of ``connection`` (see the module doc).
+
+    Not with Django's connection pool (``OPTIONS["pool"]``): a pooled session goes
+    back to the pool with its settings, and could reach other code.
+    """
+    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"].get("pool"):
         return
     connection.ensure_connection()
     session = connection.connection
