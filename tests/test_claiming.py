@@ -192,3 +192,19 @@ def test_rescue_that_dead_letters_sends_task_finished():
     finally:
         task_finished.disconnect(receiver)
     assert seen == [(result.id, "FAILED")]
+
+
+def test_the_workers_statements_pass_through_djangos_execute_wrappers():
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    dispatch_async(tasks.echo, "hello")
+    with connection.execute_wrapper(spy):
+        drain()
+    assert Job.objects.succeeded().count() == 1
+    job_updates = [sql for sql in seen if sql.startswith("UPDATE bourbon_jobs_job SET status")]
+    assert any("RETURNING" in sql for sql in job_updates), seen  # the claim
+    assert any("lease_expires_at = NULL" in sql for sql in job_updates), seen  # the outcome
