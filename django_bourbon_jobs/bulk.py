@@ -6,8 +6,10 @@ parameter list, which is what makes fan-out of tens of thousands of jobs cheap.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections
@@ -24,6 +26,25 @@ INSERT_BATCH = 1000
 
 VARYING = ("id", "args", "kwargs")
 """The columns in which the jobs of one ``dispatch_many`` call differ."""
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a bulk dispatch builds its objects.
+
+    Building tens of thousands of jobs and results, none of them in a reference
+    cycle, set off collections that scanned every live object again and again:
+    about a third of ``dispatch_many``'s time. The collector is process-wide, so it
+    is paused only for the call and resumed after it (if it was on), whatever
+    happens; whatever became garbage meanwhile is collected then.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def clone_jobs(template: Job, calls: Iterable[tuple[Any, Any]]) -> list[Job]:

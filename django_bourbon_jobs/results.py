@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Sequence
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
@@ -66,6 +68,37 @@ def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> Ta
     )
     object.__setattr__(result, "_return_value", job.return_value)
     return result
+
+
+def queued_task_results(jobs: Sequence[Job], backend_alias: str, task: Task) -> list[TaskResult]:
+    """``TaskResult``s for jobs that :func:`bulk.clone_jobs` made from one template.
+
+    The jobs differ only in id and arguments, so the first result is built the
+    ordinary way and the others copy its fields, with their own id, arguments and
+    fresh (empty) error and worker lists. Every field of the first is copied, so a
+    field a later Django adds is carried too. Arguments are already in their
+    read-back JSON form (``ensure_json``), which is all ``__post_init__`` would do.
+    """
+    if not jobs:
+        return []
+    first = to_task_result(jobs[0], backend_alias, task)
+    names = [f.name for f in dataclasses.fields(TaskResult) if f.name not in _PER_JOB]
+    shared = [(name, getattr(first, name)) for name in names]
+    results = [first]
+    for job in jobs[1:]:
+        result = TaskResult.__new__(TaskResult)
+        for name, value in shared:
+            object.__setattr__(result, name, value)
+        object.__setattr__(result, "id", str(job.id))
+        object.__setattr__(result, "args", job.args)
+        object.__setattr__(result, "kwargs", job.kwargs)
+        object.__setattr__(result, "errors", [])
+        object.__setattr__(result, "worker_ids", [])
+        results.append(result)
+    return results
+
+
+_PER_JOB = frozenset({"id", "args", "kwargs", "errors", "worker_ids"})
 
 
 def refresh_task_result(result: TaskResult, job: Job) -> TaskResult:

@@ -228,3 +228,48 @@ def test_dispatch_many_keeps_flat_and_nested_payloads_as_they_read_back():
         {"1": "int key"},
     ]
     assert [result.args[0] for result in results] == [stored[result.id] for result in results]
+
+
+def test_dispatch_many_returns_the_results_get_result_reads_back():
+    results = dispatch_many(tasks.echo, [{"n": n} for n in range(5)], queue_name="fanout", priority=2)
+    for result in results:
+        fresh = get_result(result.id)
+        assert (result.id, result.status, result.args, result.kwargs) == (
+            fresh.id,
+            fresh.status,
+            fresh.args,
+            fresh.kwargs,
+        )
+        assert (result.task.queue_name, result.task.priority, result.backend) == (
+            fresh.task.queue_name,
+            fresh.task.priority,
+            fresh.backend,
+        )
+        assert (result.enqueued_at, result.started_at, result.finished_at) == (
+            fresh.enqueued_at,
+            fresh.started_at,
+            fresh.finished_at,
+        )
+    results[0].errors.append("mine")
+    results[0].worker_ids.append("mine")
+    assert results[1].errors == [] and results[1].worker_ids == []
+
+
+def test_dispatch_many_pauses_the_garbage_collector_only_for_the_call():
+    import gc
+
+    seen = []
+    task_enqueued.connect(lambda **kwargs: seen.append(gc.isenabled()), weak=False, dispatch_uid="gc-probe")
+    try:
+        assert gc.isenabled()
+        with pytest.raises(InvalidPayload):
+            dispatch_many(tasks.echo, [1, {2}])
+        assert gc.isenabled()
+        dispatch_many(tasks.echo, [1, 2])
+        assert gc.isenabled() and seen == [True, True]
+        gc.disable()
+        dispatch_many(tasks.echo, [3])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        task_enqueued.disconnect(dispatch_uid="gc-probe")

@@ -90,20 +90,21 @@ class DatabaseBackend(BaseTaskBackend):
         transaction, and each queue is notified once.
         """
         from django_bourbon_jobs.models import Job
-        from django_bourbon_jobs.results import to_task_result
+        from django_bourbon_jobs.results import queued_task_results
 
         self.validate_task(task)
         template = self._build_job(task, (), {})
-        checked = (self._checked_arguments(task, args, kwargs) for args, kwargs in calls)
-        jobs = bulk.clone_jobs(template, checked)
-        using = router.db_for_write(Job)
-        with transaction.atomic(using=using):
-            bulk.insert_jobs(jobs, using)
-            if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
-                wakeup.notify_queue(using, task.queue_name)
-                if self.redis_alias:
-                    fastpath.publish_after_commit(self.redis_alias, task.queue_name, using)
-        results = [to_task_result(job, self.alias, task) for job in jobs]
+        with bulk.collector_paused():
+            checked = (self._checked_arguments(task, args, kwargs) for args, kwargs in calls)
+            jobs = bulk.clone_jobs(template, checked)
+            using = router.db_for_write(Job)
+            with transaction.atomic(using=using):
+                bulk.insert_jobs(jobs, using)
+                if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
+                    wakeup.notify_queue(using, task.queue_name)
+                    if self.redis_alias:
+                        fastpath.publish_after_commit(self.redis_alias, task.queue_name, using)
+            results = queued_task_results(jobs, self.alias, task)
         for job, result in zip(jobs, results, strict=True):
             task_enqueued.send(type(self), task_result=result)
             log.job_event(job, "queued")
