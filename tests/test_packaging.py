@@ -1,0 +1,17 @@
+"""The wheel carries the admin's templates and static files, not only the Python modules."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "django_bourbon_jobs"
+
+
+def test_package_data_covers_every_template_and_static_file():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["django_bourbon_jobs"]
+    shipped = {path for pattern in patterns for path in PACKAGE.glob(pattern) if path.is_file()}
+    needed = {path for folder in ("templates", "static") for path in (PACKAGE / folder).rglob("*")}
+    needed = {path for path in needed if path.is_file()}
+    assert needed, "no templates or static files found"
+    assert needed <= shipped, sorted(str(p.relative_to(PACKAGE)) for p in needed - shipped)
