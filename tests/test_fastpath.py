@@ -13,7 +13,8 @@ import redis
 from django.db import transaction
 
 from django_bourbon_jobs import dispatch_async, fastpath
-from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.models import Job, JobStatus, Worker
+from django_bourbon_jobs.worker import wakeup
 from tests import tasks
 from tests.conftest import drain, needs_redis_server, redis_settings, wait_until
 
@@ -34,6 +35,11 @@ def messages(pubsub, within=0.5):
         if message:
             seen.append(message["data"].decode())
     return seen
+
+
+def skip_where_workers_listen():
+    if wakeup.workers_listen("default"):
+        pytest.skip("on PostgreSQL LISTEN/NOTIFY wakes workers; Redis wake-ups are for other databases")
 
 
 def test_enqueue_publishes_only_after_commit(redis_server):
@@ -71,6 +77,7 @@ def subscribed_workers(server) -> int:
 
 
 def test_workers_wake_on_redis_and_survive_its_restart(redis_server, runworkers):
+    skip_where_workers_listen()
     env = {
         "DJANGO_SETTINGS_MODULE": "tests.settings_redis",
         "BOURBON_TEST_REDIS_URL": redis_server.url,
@@ -94,6 +101,26 @@ def test_workers_wake_on_redis_and_survive_its_restart(redis_server, runworkers)
     proc.signal(15)
     assert proc.wait(30) == 0, proc.output()
     assert Job.objects.get(pk=during.id).attempts == 1
+
+
+def test_on_postgresql_workers_wake_by_notify_alone(redis_server, runworkers):
+    if not wakeup.workers_listen("default"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's (through psycopg 3)")
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_redis",
+        "BOURBON_TEST_REDIS_URL": redis_server.url,
+        "BOURBON_TEST_SETTINGS": json.dumps({"POLL_INTERVAL": 30, "RESCUE_INTERVAL": 30}),
+    }
+    with redis_settings(redis_server):
+        sources = wakeup.wakeup_for("default", frozenset()).sources
+        assert [type(source) for source in sources] == [wakeup.PostgresListener]
+        proc = runworkers("--processes", "1", **env)
+        wait_until(lambda: Worker.objects.exists(), timeout=15, message="worker registered")
+        first = tasks.echo.enqueue("woken by NOTIFY")
+        wait_until(lambda: Job.objects.get(pk=first.id).status == JobStatus.SUCCEEDED, timeout=5)
+        assert subscribed_workers(redis_server) == 0
+    proc.signal(15)
+    assert proc.wait(30) == 0, proc.output()
 
 
 def test_workers_fall_back_to_polling_when_redis_is_gone(redis_server, runworkers):

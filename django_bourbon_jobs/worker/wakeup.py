@@ -3,9 +3,10 @@
 PostgreSQL: enqueue runs ``pg_notify`` in the enqueuing transaction, so the
 notification is delivered only on commit; each worker process LISTENs on a
 dedicated connection. With Redis configured (``TASKS[...]["OPTIONS"]["REDIS"]``),
-enqueue also publishes after commit and workers subscribe: instant wake-ups on
-any database. Polling every ``POLL_INTERVAL`` stays on underneath as the safety
-net (deferred jobs becoming due, a channel that is down).
+enqueue also publishes after commit, and where workers cannot LISTEN (SQLite,
+MySQL, PostgreSQL through psycopg 2) they subscribe: instant wake-ups on any
+database. Polling every ``POLL_INTERVAL`` stays on underneath as the safety net
+(deferred jobs becoming due, a channel that is down).
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ CHANNEL = "bourbon_jobs"
 
 def uses_notify(using: str) -> bool:
     return connections[using].vendor == "postgresql"
+
+
+def workers_listen(using: str) -> bool:
+    """True where workers LISTEN on the database itself (PostgreSQL through psycopg 3).
+
+    There a NOTIFY reaches them as the enqueuing transaction commits, before the
+    Redis publish sent after the commit; subscribing as well would only make
+    every idle process claim twice per job. So workers subscribe to Redis only
+    where the database cannot wake them.
+    """
+    from django_bourbon_jobs import pgbound
+
+    return pgbound.available(connections[using])
 
 
 def notify_queue(using: str, queue_name: str) -> None:
@@ -168,14 +182,13 @@ class PostgresListener(Source):
 
 
 def wakeup_for(using: str, queues: frozenset[str]) -> Wakeup:
-    """Every source this configuration offers: LISTEN/NOTIFY (PostgreSQL with psycopg 3), Redis."""
-    from django_bourbon_jobs import fastpath, pgbound
+    """LISTEN/NOTIFY where the database offers it (:func:`workers_listen`), else Redis if configured."""
+    from django_bourbon_jobs import fastpath
 
     sources: list[Callable[[Wakeup], Source]] = []
-    connection = connections[using]
-    if pgbound.available(connection):
-        sources.append(lambda wakeup: PostgresListener(wakeup, queues, using))
     redis_alias = fastpath.configured_alias()
-    if redis_alias:
+    if workers_listen(using):
+        sources.append(lambda wakeup: PostgresListener(wakeup, queues, using))
+    elif redis_alias:
         sources.append(lambda wakeup: fastpath.RedisListener(wakeup, queues, redis_alias))
     return Wakeup(sources)
