@@ -852,13 +852,14 @@ def timed_partial_drain(system: Ours, n: int, processes: int, deadline: float, l
     }
 
 
-def backlog(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
+def backlog_round(system: Ours, args: argparse.Namespace, logdir: Path, tag: str) -> dict:
+    """One empty-table drain, then one drain of the same size from the big table."""
     n = args.backlog_measure
-    out: dict = {"measure_jobs": n, "backlog": args.backlog, "history": args.history}
+    out: dict = {}
     system.reset()
     system.bulk_enqueue(n)
     out["empty"] = timed_partial_drain(
-        system, n, args.processes, args.deadline, logdir / "ours-backlog-empty.log"
+        system, n, args.processes, args.deadline, logdir / f"ours-backlog-empty{tag}.log"
     )
 
     system.reset()
@@ -882,10 +883,29 @@ def backlog(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
     execute(_clone_sql({"id": UUID7_SQL}), (args.backlog - 1, template))
     out["fill_s"] = round(time.perf_counter() - t0, 1)
     out["big"] = timed_partial_drain(
-        system, n, args.processes, args.deadline, logdir / "ours-backlog-big.log"
+        system, n, args.processes, args.deadline, logdir / f"ours-backlog-big{tag}.log"
     )
     e, b = out["empty"].get("rate"), out["big"].get("rate")
     out["ratio"] = round(b / e, 3) if e and b else None
+    return out
+
+
+def backlog(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
+    """``--backlog-rounds`` rounds of (empty, big); the round with the median ratio is reported.
+
+    On a noisy 2-core machine one pair of drains swung between 0.66x and 1.44x;
+    the rounds interleave the two cases so that a slow spell hits both, and every
+    round's ratio is kept in ``rounds``.
+    """
+    out: dict = {"measure_jobs": args.backlog_measure, "backlog": args.backlog, "history": args.history}
+    rounds = [
+        backlog_round(system, args, logdir, f"-{i + 1}" if args.backlog_rounds > 1 else "")
+        for i in range(args.backlog_rounds)
+    ]
+    measured = sorted((r for r in rounds if r["ratio"] is not None), key=lambda r: r["ratio"])
+    median = measured[len(measured) // 2] if measured else rounds[0]
+    out.update(median)
+    out["rounds"] = [r["ratio"] for r in rounds]
     return out
 
 
@@ -909,6 +929,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--history", type=int, default=1_000_000)
     parser.add_argument("--backlog-measure", type=int, default=20_000)
+    parser.add_argument("--backlog-rounds", type=int, default=3)
     args = parser.parse_args()
     args.jobs_enqueued = 0
     logdir = Path(args.logdir)

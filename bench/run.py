@@ -295,6 +295,8 @@ def run_driver(name: str, args: argparse.Namespace, logdir: Path, tag: str, scen
         str(args.history),
         "--backlog-measure",
         str(args.backlog_measure),
+        "--backlog-rounds",
+        str(args.backlog_rounds),
     ]
     if name == "ours" and scenario == "compare" and args.scaling:
         cmd += ["--scaling", args.scaling]
@@ -542,6 +544,7 @@ def report(
                     (f"{b['backlog']:,} queued + {b['history']:,} finished", "big"),
                 )
             ]
+            rounds = b.get("rounds") or [b.get("ratio")]
             lines += [
                 f"Ours, first {b['measure_jobs']:,} jobs drained by `runworkers --processes {args.processes}`"
                 f" (not burst; rate from the {b['measure_jobs']:,}th `finished_at`;"
@@ -549,6 +552,9 @@ def report(
                 " with INSERT ... SELECT, then VACUUM ANALYZE):",
                 "",
                 markdown(["table", "rows at end", "drain s", "jobs/s", "x empty"], rows),
+                "",
+                f"{len(rounds)} rounds of (empty, big) drains, the round with the median ratio shown;"
+                " every round's ratio: " + ", ".join(fmt(r, ".2f") for r in rounds) + ".",
                 "",
             ]
     if runs:
@@ -604,6 +610,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--backlog-measure", type=int, default=20_000, help="jobs timed in the backlog scenario"
+    )
+    parser.add_argument(
+        "--backlog-rounds",
+        type=int,
+        default=3,
+        help="(empty, big) drain pairs in the backlog scenario; the median ratio is reported",
     )
     parser.add_argument("--skip-install", action="store_true", help="reuse existing venvs, no pip")
     parser.add_argument("--python", default=None, help="Python 3.12 used to create the venvs")
