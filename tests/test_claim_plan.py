@@ -36,7 +36,7 @@ def explain_claim(queues=()):
     params = ["running", "w", now, now, now, "queued", now, *queues, 32]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE bourbon_jobs_job")
-        cursor.execute("EXPLAIN " + claim_sql(True, len(queues)), params)
+        cursor.execute("EXPLAIN " + claim_sql(True, len(queues), postgresql=True), params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
@@ -61,7 +61,7 @@ def test_claim_walks_the_index_in_order_even_before_statistics_catch_up():
 
     def plan():
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN " + claim_sql(True, 0), params)
+            cursor.execute("EXPLAIN " + claim_sql(True, 0, postgresql=True), params)
             return "\n".join(row[0] for row in cursor.fetchall())
 
     untuned = plan()
@@ -73,3 +73,26 @@ def test_claim_walks_the_index_in_order_even_before_statistics_catch_up():
     assert "Index Scan using bourbon_job_claim" in tuned, tuned
     assert "Bitmap" not in tuned and "Seq Scan" not in tuned, tuned
     assert "Sort Key: bourbon_jobs_job_1.priority" not in tuned, tuned
+
+
+def test_a_claim_commits_without_waiting_for_the_wal_flush_and_only_its_own_transaction():
+    from django.db import transaction
+
+    from django_bourbon_jobs.worker import claiming
+
+    with connection.cursor() as cursor:
+        cursor.execute(FILL, ["queued", None, 3])
+    now = timezone.now()
+
+    def synchronous_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        claimed = claiming.claim(using="default", worker_id="w", queues=(), limit=2, now=now, lease_until=now)
+        assert len(claimed) == 2
+        assert synchronous_commit() == "off"
+    assert synchronous_commit() == "on"
+    claiming.claim(using="default", worker_id="w", queues=(), limit=1, now=now, lease_until=now)
+    assert synchronous_commit() == "on"
