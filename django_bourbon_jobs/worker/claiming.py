@@ -36,6 +36,7 @@ for a plain query; elsewhere it goes through Django's raw queries.
 
 from __future__ import annotations
 
+import functools
 import json
 import weakref
 from collections.abc import Collection
@@ -57,6 +58,7 @@ ASYNC_COMMIT = " AND (SELECT set_config('synchronous_commit', 'off', true)) IS N
 """PostgreSQL: commit this claim without waiting for its WAL to reach the disk (see the module doc)."""
 
 
+@functools.cache
 def claim_sql(vendor_skips_locked: bool, queue_count: int, postgresql: bool = False) -> str:
     table = Job._meta.db_table
     queue_clause = f" AND queue_name IN ({', '.join(['%s'] * queue_count)})" if queue_count else ""

@@ -7,6 +7,7 @@ supervisor's loop only decides when to call them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -24,18 +25,35 @@ logger = logging.getLogger("django_bourbon_jobs.maintenance")
 RESCUE_BATCH = 500
 
 
+def settle_lost_attempts(jobs: Iterable[Job], using: str, now: datetime, reason: str) -> list[Job]:
+    """Requeue (or, with no attempts left, fail) running jobs whose attempt ended without an outcome.
+
+    Returns the jobs settled: those their worker still held. Announce them with
+    :func:`announce_settled` once the change is committed.
+    """
+    manager = Job.objects.db_manager(using)
+    settled = []
+    for job in jobs:
+        error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
+        if manager.settle_lost_attempt(job, error, now):
+            settled.append(job)
+    return settled
+
+
+def announce_settled(jobs: list[Job]) -> None:
+    """Job events for live readers, then each job's retry or final outcome."""
+    fastpath.publish_job_events(jobs)
+    for job in jobs:
+        announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
+
+
 def _settle(jobs: JobQuerySet, now: datetime, reason: str) -> int:
     """Settle a bounded batch of lost attempts; rows locked by a live claimer are skipped."""
-    using = jobs.db
-    settled: list[Job] = []
-    with transaction.atomic(using=using):
-        for job in jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH]:
-            error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
-            if Job.objects.db_manager(using).settle_lost_attempt(job, error, now):
-                settled.append(job)
-    fastpath.publish_job_events(settled)
-    for job in settled:
-        announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
+    with transaction.atomic(using=jobs.db):
+        settled = settle_lost_attempts(
+            jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH], jobs.db, now, reason
+        )
+    announce_settled(settled)
     return len(settled)
 
 

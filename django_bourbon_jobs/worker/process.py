@@ -25,13 +25,13 @@ from django.utils.crypto import get_random_string
 
 from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.exceptions import JobTimeout, WorkerLost
+from django_bourbon_jobs.exceptions import JobTimeout
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.results import load_task
-from django_bourbon_jobs.serialization import error_record
 from django_bourbon_jobs.worker import claiming, outcomes
 from django_bourbon_jobs.worker.announce import announce_outcome
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
+from django_bourbon_jobs.worker.maintenance import announce_settled, settle_lost_attempts
 from django_bourbon_jobs.worker.wakeup import Wakeup, wakeup_for
 
 logger = logging.getLogger("django_bourbon_jobs.worker")
@@ -337,14 +337,7 @@ class WorkerProcess:
                 for pk, job in self.in_flight.items()
                 if pk in self.started and job.status == JobStatus.RUNNING
             ]
-        settled = []
-        for job in running:
-            error = error_record(WorkerLost(reason), worker_id=self.worker_id, attempt=job.attempts, at=now)
-            if self.jobs.settle_lost_attempt(job, error, now):
-                settled.append(job)
-        fastpath.publish_job_events(settled)
-        for job in settled:
-            announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
+        announce_settled(settle_lost_attempts(running, self.config.using, now, reason))
 
     def _abandon(self, stuck: list[Any]) -> None:
         """A job ignored its timeout interrupt: record it, hand back the rest, exit for a fresh process."""
