@@ -140,8 +140,12 @@ def publish_job_events(jobs: list[Any]) -> None:
 
 
 def publish_after_commit(alias: str, queue_name: str, using: str) -> None:
-    """Tell subscribed workers about a new job once (and only if) its transaction commits."""
-    transaction.on_commit(lambda: publisher.publish(alias, queue_name), using=using)
+    """Tell subscribers about a new job once (and only if) its transaction commits.
+
+    The publish itself happens on the publisher thread, so ``enqueue()`` returns
+    without waiting on Redis; enqueues close together go out as one command.
+    """
+    transaction.on_commit(lambda: publisher.publish_soon(alias, [(CHANNEL, queue_name)]), using=using)
 
 
 class RedisListener(Source):

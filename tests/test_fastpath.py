@@ -6,11 +6,14 @@ so it can stop and restart it without touching the machine's Redis.
 
 import json
 import logging
+import socket
+import threading
 import time
 
 import pytest
 import redis
 from django.db import transaction
+from django.test import override_settings
 
 from django_bourbon_jobs import dispatch_async, fastpath
 from django_bourbon_jobs.models import Job, JobStatus, Worker
@@ -63,13 +66,46 @@ def test_dispatch_carries_on_while_redis_is_down_and_logs_once(redis_server, cap
         redis_server.stop()
         ids = [dispatch_async(tasks.echo, n).id for n in range(3)]
         assert Job.objects.filter(pk__in=ids, status=JobStatus.QUEUED).count() == 3
-        down = [r for r in caplog.records if "unreachable" in r.getMessage()]
-        assert len(down) == 1
+        wait_until(lambda: logged(caplog, "unreachable"), message="the outage logged")
         redis_server.start()
         pubsub = subscriber(redis_server)
         dispatch_async(tasks.echo, "back")
         assert messages(pubsub) == ["default"]
-        assert any("reachable again" in r.getMessage() for r in caplog.records)
+        # The publisher thread sends in order: the three failed attempts were all made before.
+        assert len(logged(caplog, "unreachable")) == 1
+        assert logged(caplog, "reachable again")
+
+
+def logged(caplog, text):
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
+def test_a_redis_that_stops_answering_does_not_hold_up_dispatch(redis_server, caplog):
+    """A server that accepts connections and never replies: the enqueue must not wait on it."""
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.fastpath")
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    from tests import settings_redis
+
+    location = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    caches = {**settings_redis.CACHES, "jobs": {**settings_redis.CACHES["jobs"], "LOCATION": location}}
+    try:
+        with override_settings(CACHES=caches, TASKS=settings_redis.TASKS):  # SOCKET_TIMEOUT is 2 s
+            began = time.monotonic()
+            result = dispatch_async(tasks.echo, "not held up")
+            took = time.monotonic() - began
+            wait_until(lambda: accepted, message="the publisher connected to the silent server")
+            assert took < 1.0, f"enqueue waited {took:.2f}s on a Redis that never answers"
+            assert Job.objects.get(pk=result.id).status == JobStatus.QUEUED
+            wait_until(lambda: logged(caplog, "unreachable"), message="the publish timing out")
+        with redis_settings(redis_server):
+            dispatch_async(tasks.echo, "and back")
+            wait_until(lambda: logged(caplog, "reachable again"), message="the publisher recovered")
+    finally:
+        for conn in accepted:
+            conn.close()
+        silent.close()
 
 
 def subscribed_workers(server) -> int:
