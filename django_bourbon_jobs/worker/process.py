@@ -242,11 +242,12 @@ class WorkerProcess:
             lease_until=now + self.lease,
         )
         self.claimed_total += len(jobs)
-        fastpath.publish_job_events(jobs)
         self._adapt_claim_size(len(jobs), limit)
         for job in jobs:
             self.in_flight[job.pk] = job
             self.pending.put(job)
+        # After the hand-over: the publisher thread then competes with jobs already started.
+        fastpath.publish_job_events(jobs)
         return len(jobs)
 
     def _adapt_claim_size(self, claimed: int, asked: int) -> None:
