@@ -309,6 +309,51 @@ def test_cancel_changes_only_queued_jobs_and_says_how_many(admin_client):
     assert Job.objects.get(pk=running.pk).status == JobStatus.RUNNING
 
 
+@pytest.fixture
+def finished_signals():
+    """The (pk, status) of every job ``job_finished`` is sent for while the test runs."""
+    from django_bourbon_jobs.signals import job_finished
+
+    seen: list[tuple[Any, str]] = []
+
+    def receiver(sender: Any, job: Job, **kwargs: Any) -> None:
+        seen.append((job.pk, job.status))
+
+    job_finished.connect(receiver, dispatch_uid="test_admin.finished_signals")
+    yield seen
+    job_finished.disconnect(dispatch_uid="test_admin.finished_signals")
+
+
+def test_cancel_sends_job_finished_for_each_job_it_cancelled(admin_client, finished_signals):
+    queued = [make_job() for _ in range(2)]
+    running, done = make_job(status=JobStatus.RUNNING), failed_job()
+    action(admin_client, JOBS, "cancel_jobs", [*queued, running, done])
+    assert sorted(finished_signals) == sorted((job.pk, JobStatus.CANCELLED) for job in queued)
+
+
+def test_cancel_all_matching_goes_in_chunks_and_misses_none(admin_client, finished_signals, monkeypatch):
+    from django_bourbon_jobs import dispatch
+
+    monkeypatch.setattr(dispatch, "CANCEL_CHUNK", 2)
+    queued = [make_job(queue_name="bulk") for _ in range(5)]
+    other_queue = make_job(queue_name="other")
+    with CaptureQueriesContext(connection) as queries:
+        response = action(admin_client, f"{JOBS}?queue_name=bulk", "cancel_jobs", queued[:1], True)
+    assert messages_of(response) == ["Cancelled 5 jobs."]
+    assert sorted(pk for pk, _ in finished_signals) == sorted(job.pk for job in queued)
+    assert Job.objects.get(pk=other_queue.pk).status == JobStatus.QUEUED
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 3, "5 jobs in chunks of 2"
+
+
+def test_job_page_cancel_sends_job_finished_once(admin_client, finished_signals):
+    job = make_job()
+    url = reverse("admin:bourbon_jobs_job_cancel", args=[job.pk])
+    admin_client.post(url)
+    admin_client.post(url)
+    assert finished_signals == [(job.pk, JobStatus.CANCELLED)]
+
+
 def test_delete_asks_once_with_the_count_then_deletes(admin_client):
     doomed = [failed_job() for _ in range(2)]
     kept = make_job()

@@ -273,3 +273,29 @@ def test_dispatch_many_pauses_the_garbage_collector_only_for_the_call():
     finally:
         gc.enable()
         task_enqueued.disconnect(dispatch_uid="gc-probe")
+
+
+def test_cancel_queued_cancels_the_queued_ones_of_a_queryset_and_announces_each(django_user_model):
+    from django_bourbon_jobs import cancel_queued
+    from django_bourbon_jobs.signals import job_finished
+
+    user = django_user_model.objects.create(username="reporter")
+    mine = [dispatch_async(tasks.echo, n, queue_name="reports", dispatched_by=user).id for n in range(3)]
+    started = mine.pop()
+    Job.objects.filter(pk=started).update(status=JobStatus.RUNNING)
+    others = dispatch_async(tasks.echo, "not mine", queue_name="reports").id
+    heard: list[tuple[str, str]] = []
+
+    def receiver(sender, job, **kwargs):
+        heard.append((str(job.pk), job.status))
+
+    job_finished.connect(receiver)
+    try:
+        cancelled = cancel_queued(Job.objects.filter(queue_name="reports", dispatched_by=user))
+    finally:
+        job_finished.disconnect(receiver)
+    assert cancelled == 2
+    assert sorted(heard) == sorted((pk, JobStatus.CANCELLED) for pk in mine)
+    assert Job.objects.get(pk=started).status == JobStatus.RUNNING
+    assert Job.objects.get(pk=others).status == JobStatus.QUEUED
+    assert cancel_queued(Job.objects.filter(pk__in=mine)) == 0, "already cancelled: nothing to do"

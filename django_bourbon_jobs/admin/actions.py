@@ -1,9 +1,11 @@
-"""Retry, cancel and delete: one set-based query each, on a selection or on everything the filter matches.
+"""Retry, cancel and delete, on a selection or on everything the filter matches.
 
 The queryset an action receives is lazy; with "select all" it is the changelist's whole
-filtered set, so each action issues a single UPDATE or DELETE and never loads rows.
-With Redis, retry and cancel also announce the jobs they touched (up to
-``fastpath.ANNOUNCE_LIMIT`` ids, read before the UPDATE) to live readers.
+filtered set. Retry and delete issue a single UPDATE or DELETE and never load rows; with
+Redis, retry also announces the jobs it touched (up to ``fastpath.ANNOUNCE_LIMIT`` ids,
+read before the UPDATE) to live readers. Cancel reads the queued ids and cancels them in
+chunks, so that every cancelled job is logged, announced and sent ``job_finished``, as
+it is when cancelled through the API.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from django_bourbon_jobs import fastpath
+from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job
 
 
@@ -35,9 +38,8 @@ def retry_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryse
 
 @admin.action(permissions=["cancel"], description="Cancel selected jobs (queued)")
 def cancel_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
-    announced = fastpath.ids_to_announce(queryset)
-    changed = queryset.cancel(timezone.now())  # type: ignore[attr-defined]
-    fastpath.publish_job_changes(announced, queryset.db)
+    """Through :func:`~django_bourbon_jobs.dispatch.cancel_queued`, which sends ``job_finished`` per job."""
+    changed = cancel_queued(queryset)
     model_admin.message_user(request, f"Cancelled {_jobs(changed)}.", messages.SUCCESS)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -32,6 +33,7 @@ from django_bourbon_jobs.admin.filters import (
 )
 from django_bourbon_jobs.admin.live import DashboardStream
 from django_bourbon_jobs.admin.paginator import CappedCountPaginator
+from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job, Worker
 from django_bourbon_jobs.sse import stream_response
 
@@ -167,11 +169,11 @@ class JobAdmin(JobAdminBase):
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         refused = "Only a failed or cancelled job can be retried."
-        return _transition(self, request, object_id, "retry", "Queued again.", refused)
+        return _transition(self, request, object_id, "retry", _retry_one, "Queued again.", refused)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         refused = "Only a queued job can be cancelled."
-        return _transition(self, request, object_id, "cancel", "Cancelled.", refused)
+        return _transition(self, request, object_id, "cancel", _cancel_one, "Cancelled.", refused)
 
     def change_view(
         self,
@@ -256,20 +258,35 @@ class FailedJobAdmin(JobAdminBase):
         return Truncator(getattr(job, "last_message", "") or "").chars(160)
 
 
+def _retry_one(job: Job) -> bool:
+    if not Job.objects.filter(pk=job.pk).retry(timezone.now()):
+        return False
+    fastpath.publish_job_changes([job.pk], router.db_for_write(Job))
+    return True
+
+
+def _cancel_one(job: Job) -> bool:
+    return cancel_queued(Job.objects.filter(pk=job.pk)) == 1
+
+
 def _transition(
-    model_admin: JobAdmin, request: HttpRequest, object_id: str, name: str, done: str, refused: str
+    model_admin: JobAdmin,
+    request: HttpRequest,
+    object_id: str,
+    permission: str,
+    change: Callable[[Job], bool],
+    done: str,
+    refused: str,
 ) -> HttpResponse:
     """POST-only single-job retry/cancel from the job page, behind the same permission as the action."""
     if request.method != "POST":
         return HttpResponse(status=405, headers={"Allow": "POST"})
-    if not getattr(model_admin, f"has_{name}_permission")(request):
+    if not getattr(model_admin, f"has_{permission}_permission")(request):
         raise PermissionDenied
     job = model_admin.get_object(request, object_id)
     if job is None:
         raise Http404("No such job.")
-    changed = getattr(Job.objects.filter(pk=job.pk), name)(timezone.now())
-    if changed:
-        fastpath.publish_job_changes([job.pk], router.db_for_write(Job))
+    if change(job):
         model_admin.message_user(request, done, messages.SUCCESS)
     else:
         model_admin.message_user(request, refused, messages.WARNING)
