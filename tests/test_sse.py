@@ -5,6 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +21,19 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_bourbon_jobs import fastpath, job_events
+from django_bourbon_jobs import cancel, fastpath, job_events
 from django_bourbon_jobs.api.events import JobStream
 from django_bourbon_jobs.api.views import JobViewSet
 from django_bourbon_jobs.models import Job
-from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings, wait_until
+from tests.conftest import (
+    ROOT,
+    RedisServer,
+    drain,
+    needs_redis_server,
+    redis_settings,
+    subprocess_env,
+    wait_until,
+)
 
 API = "/api/jobs/"
 
@@ -153,6 +164,72 @@ def test_events_follow_a_job_to_the_end_and_a_reconnect_misses_nothing(
     done = EventReader(live_server.url, f"{API}{job_id}/events/", cookie, last_event_id=final["id"])
     assert done.response.status == 204
     done.close()
+
+
+class Uvicorn:
+    """The test project served by uvicorn (ASGI) in a subprocess, against the test database."""
+
+    def __init__(self, **env: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "uvicorn", "tests.asgi:application", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--log-level", "warning"], env=subprocess_env(**env), cwd=ROOT
+        )
+        wait_until(lambda: _accepts(self.port), timeout=30, message="uvicorn listening")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def test_under_asgi_each_event_is_sent_as_it_happens(alice: User) -> None:
+    """Django would otherwise read the whole (synchronous) stream before sending any of it."""
+    server = Uvicorn()
+    try:
+        job_id = dispatch(alice, "echo", "over asgi")
+        reader = EventReader(server.url, f"{API}{job_id}/events/", session_cookie(alice))
+        assert reader.response.getheader("Content-Type").startswith("text/event-stream")
+        queued = reader.next_event()
+        assert queued is not None and queued["data"]["status"] == "queued"
+        assert Job.objects.get(pk=job_id).status == "queued", "the first event came while the job waited"
+        worker = start_worker()
+        events = []
+        while (event := reader.next_event()) is not None:
+            events.append(event)
+        reader.close()
+        worker.join(10)
+        assert events and events[-1]["data"]["status"] == "succeeded"
+        assert events[-1]["data"]["result"] == "over asgi"
+    finally:
+        server.stop()
+
+
+@needs_redis_server
+def test_under_asgi_a_client_that_leaves_gives_up_its_subscription(
+    alice: User, redis_server: RedisServer
+) -> None:
+    server = Uvicorn(DJANGO_SETTINGS_MODULE="tests.settings_redis", BOURBON_TEST_REDIS_URL=redis_server.url)
+    try:
+        with redis_settings(redis_server):
+            job_id = dispatch(alice, "echo", "left early")
+            channel = fastpath.job_channel(job_id)
+            reader = EventReader(server.url, f"{API}{job_id}/events/", session_cookie(alice))
+            queued = reader.next_event()
+            assert queued is not None and queued["data"]["status"] == "queued"
+            assert redis_server.subscribers(channel) == 1
+            reader.close()
+            assert cancel(job_id), "a change the stream wakes for after its client has gone"
+            wait_until(lambda: redis_server.subscribers(channel) == 0, timeout=15, message="unsubscribed")
+    finally:
+        server.stop()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_heartbeats_keep_an_idle_stream_alive_until_its_time_is_up(
