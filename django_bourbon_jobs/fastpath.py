@@ -99,9 +99,6 @@ class _Publisher:
                 messages = messages + more
             self.publish_many(alias, messages)
 
-    def publish(self, alias: str, queue_name: str) -> None:
-        self.publish_many(alias, [(CHANNEL, queue_name)])
-
     def publish_many(self, alias: str, messages: list[tuple[str, str]]) -> None:
         """Send every message in one command: a script that PUBLISHes each pair it is given.
 

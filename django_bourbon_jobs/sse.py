@@ -58,10 +58,6 @@ class EventStreamResponse(StreamingHttpResponse):
         self._events = events
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self.is_async:
-            async for part in super().__aiter__():
-                yield part
-            return
         pump = _Pump(cast(Iterable[bytes], self.streaming_content), getattr(self._events, "close", None))
         try:
             while (part := await pump.next()) is not _END:
@@ -80,10 +76,8 @@ class _Pump:
         self._loop = asyncio.get_running_loop()
         self._handoff: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(parts, close), name="bourbon-event-stream", daemon=True
-        )
-        self._thread.start()
+        name = "bourbon-event-stream"
+        threading.Thread(target=self._run, args=(parts, close), name=name, daemon=True).start()
 
     async def next(self) -> Any:
         item = await self._handoff.get()
