@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import JobCancelled
+from django_bourbon_jobs.serialization import storable_text
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ProgressReporter:
         self.job.progress = {
             "current": current,
             "total": total,
-            "message": str(message),
+            "message": storable_text(str(message)),
             "at": timezone.now().isoformat(),
         }
         if time.monotonic() - self._last_write >= get_settings().PROGRESS_INTERVAL:

@@ -41,6 +41,10 @@ class WorkerLost(BourbonJobsError):
     """The worker running an attempt died or stopped before recording an outcome."""
 
 
+class OutcomeNotStored(BourbonJobsError):
+    """The database kept refusing an attempt's outcome; the job failed with this error instead."""
+
+
 class Retry(BourbonJobsError):
     """Raised by a job to ask for another attempt after ``delay`` seconds.
 

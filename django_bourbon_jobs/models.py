@@ -1,8 +1,9 @@
 """Jobs and the workers that run them.
 
-State filters live on :class:`JobQuerySet`; set-based transitions (heartbeat,
-release, rescue) are QuerySet methods too, so the worker never builds queries.
-The claim itself is hand-written SQL in :mod:`django_bourbon_jobs.worker.claiming`.
+State filters live on :class:`JobQuerySet`; set-based transitions (release,
+rescue) are QuerySet methods too, so the worker never builds queries. The claim
+and the heartbeat (which must return what it renewed) are hand-written SQL in
+:mod:`django_bourbon_jobs.worker.claiming`.
 """
 
 from __future__ import annotations
@@ -55,10 +56,6 @@ class JobQuerySet(models.QuerySet["Job"]):
     def lease_expired(self, now: datetime) -> JobQuerySet:
         return self.running().filter(lease_expires_at__lt=now)
 
-    def extend_leases(self, worker_id: str, until: datetime) -> int:
-        """Renew every lease ``worker_id`` holds: the heartbeat, one UPDATE."""
-        return self.held_by(worker_id).update(lease_expires_at=until)
-
     def release(self, worker_id: str, job_ids: list[uuid.UUID]) -> int:
         """Put back jobs claimed but never started; the claim does not count as an attempt."""
         return (
@@ -90,8 +87,13 @@ class JobQuerySet(models.QuerySet["Job"]):
         )
 
     def settle_lost_attempt(self, job: Job, error: dict[str, Any], now: datetime) -> bool:
-        """Requeue (or, with no attempts left, fail) a running job whose attempt ended without an outcome."""
+        """Requeue (or, with no attempts left, fail) a running job whose attempt ended without an outcome.
+
+        An ``error`` marked ``"charged": False`` refunds the attempt its claim counted.
+        """
         holder = job.worker_id
+        if error.get("charged") is False:
+            job.attempts -= 1
         if job.attempts >= job.max_attempts:
             job.mark_failed(error, now)
         else:
@@ -101,7 +103,15 @@ class JobQuerySet(models.QuerySet["Job"]):
         )
 
 
-OUTCOME_FIELDS = ["status", "return_value", "errors", "run_after", "finished_at", "lease_expires_at"]
+OUTCOME_FIELDS = [
+    "status",
+    "attempts",
+    "return_value",
+    "errors",
+    "run_after",
+    "finished_at",
+    "lease_expires_at",
+]
 
 
 class Job(models.Model):
@@ -146,6 +156,12 @@ class Job(models.Model):
     )
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a running job is asked to stop (cooperative cancel)."
+    )
+    attempt_started = models.BooleanField(
+        default=False,
+        db_default=False,  # hand-written INSERTs (COPY, benchmarks) may leave it out
+        help_text="The current attempt's code has started, as its worker's last heartbeat reported: "
+        "a job whose lease runs out before that is given back its attempt.",
     )
 
     objects = JobQuerySet.as_manager()
@@ -195,9 +211,15 @@ class Job(models.Model):
 
     @property
     def worker_ids(self) -> list[str]:
-        """One worker id per attempt: those recorded with errors, then the current one."""
-        ids = [str(error.get("worker_id", "")) for error in self.errors][: self.attempts]
+        """One worker id per charged attempt: those recorded with errors, then the current one."""
+        charged = [error for error in self.errors if error.get("charged", True)]
+        ids = [str(error.get("worker_id", "")) for error in charged][: self.attempts]
         return ids + [self.worker_id] * (self.attempts - len(ids))
+
+    @property
+    def refunded_attempts(self) -> int:
+        """Attempts given back because they failed through no fault of the job (``"charged": false``)."""
+        return sum(1 for error in self.errors if error.get("charged") is False)
 
     def add_error(self, error: dict[str, Any]) -> None:
         self.errors = [*self.errors, error]

@@ -13,6 +13,19 @@ if TYPE_CHECKING:
     from django.tasks import Task, TaskResult
 
 
+REFUNDS_PER_JOB = 10
+"""Attempts of one job given back because they failed through no fault of its own (a broken
+database connection, a lease that ran out before the job was seen to start); past this they count,
+so a job that keeps taking its worker down still runs out of attempts."""
+
+
+def refund_delay(refunded: int) -> float:
+    """Seconds before an attempt given back is tried again: ``BACKOFF_BASE`` doubling, with jitter."""
+    conf = get_settings()
+    step = min(conf.BACKOFF_MAX, conf.BACKOFF_BASE * 2**refunded)
+    return random.uniform(step / 2, step)
+
+
 def exponential_backoff(exception: BaseException, task_result: TaskResult) -> float | None:
     """``BACKOFF_BASE * 2**(attempt-1)`` seconds, capped at ``BACKOFF_MAX``, with equal jitter.
 

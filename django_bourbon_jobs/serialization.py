@@ -1,4 +1,11 @@
-"""JSON is the only format a payload or a return value is stored in."""
+"""JSON is the only format a payload or a return value is stored in.
+
+PostgreSQL's ``jsonb`` and text columns cannot hold a NUL character, and no
+UTF-8 column can hold a lone surrogate (``"\\ud800"``, which Python strings
+allow). Diagnostic text (error messages, tracebacks, progress) is made storable
+by spelling such characters out as escapes; a return value that holds one is
+refused, since changing it would hand its reader different data.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import json
 import traceback
 from datetime import datetime
 from typing import Any
+
+from django_bourbon_jobs.exceptions import InvalidReturnValue
 
 _SCALARS = frozenset({str, bool, int, type(None)})
 
@@ -32,6 +41,62 @@ def ensure_json(value: Any, error_class: type[Exception], what: str) -> Any:
         raise error_class(f"{what} must be JSON-serialisable: {exc}") from exc
 
 
+def storable_text(text: str) -> str:
+    """``text`` with NUL characters and lone surrogates spelled out as ``\\x00`` / ``\\ud800``."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def storable(value: Any) -> Any:
+    """A JSON value whose strings (keys too) are all :func:`storable_text`."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable_text(str(key)): storable(item) for key, item in value.items()}
+    return value
+
+
+def unstorable_character(value: Any) -> str | None:
+    """Name the first character of ``value`` no database can store as JSON text, or ``None``."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\x00)"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"a lone surrogate ({value[exc.start]!r})"
+        return None
+    if isinstance(value, dict):
+        items: Any = [item for pair in value.items() for item in pair]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return next((found for item in items if (found := unstorable_character(item))), None)
+
+
+def storable_return_value(value: Any, task_path: str) -> Any:
+    """``value`` as it will read back, or :class:`InvalidReturnValue` saying why it cannot be kept."""
+    value = ensure_json(value, InvalidReturnValue, f"The return value of {task_path}")
+    found = unstorable_character(value)
+    if found:
+        raise InvalidReturnValue(
+            f"The return value of {task_path} contains {found}, which the database cannot store; "
+            "return text without it (or encode it, e.g. as base64)."
+        )
+    return value
+
+
 def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -47,8 +112,8 @@ def error_record(
     """What a failed attempt leaves in ``Job.errors``: text only, never a pickle."""
     return {
         "exception_class_path": class_path(exception_class or type(exc)),
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": storable_text(str(exc)),
+        "traceback": storable_text("".join(traceback.format_exception(exc))),
         "worker_id": worker_id,
         "attempt": attempt,
         "at": at.isoformat(),

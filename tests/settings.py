@@ -86,8 +86,9 @@ BOURBON_JOBS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"null": {"class": "logging.NullHandler"}},
-    "root": {"handlers": ["null"], "level": "WARNING"},
+    "handlers": {"null": {"class": "logging.NullHandler"}, "console": {"class": "logging.StreamHandler"}},
+    # Subprocess tests that read the workers' log set BOURBON_TEST_LOG=1.
+    "root": {"handlers": ["console" if os.environ.get("BOURBON_TEST_LOG") else "null"], "level": "WARNING"},
 }
 
 # The HTTP API (docs/api.md) and webhooks (docs/webhooks.md).

@@ -147,3 +147,90 @@ def progress_steps(context, payload):
             time.sleep(0.01)
         context.report_progress(n, steps, f"step {n}")
     return {"steps": steps}
+
+
+@task(max_attempts=3)
+def returns_set_retryable(payload):
+    return {1, 2}
+
+
+def _unescaped(payload):
+    """The fault tests' text travels escaped: PostgreSQL's jsonb cannot hold a NUL even in a payload."""
+    return payload["escaped"].encode().decode("unicode_escape")
+
+
+@task(max_attempts=3)
+def returns_text(payload):
+    return _unescaped(payload)
+
+
+@task(max_attempts=2, backoff=lambda exc, result: 0)
+def raises_text(payload):
+    raise ValueError(_unescaped(payload))
+
+
+@task(takes_context=True)
+def reports_text(context, payload):
+    context.report_progress(1, 2, _unescaped(payload))
+    return "reported"
+
+
+@task(max_attempts=1)
+def counts_jobs(payload):
+    """Uses the database from job code, as most real jobs do."""
+    from django_bourbon_jobs.models import Job
+
+    return Job.objects.count()
+
+
+@task(takes_context=True, max_attempts=1)
+def drops_own_connection_once(context, payload):
+    """PostgreSQL: the first attempt's connection is terminated under it, as a server restart would."""
+    from django.db import connection
+
+    marker = Path(payload["path"])
+    if not marker.exists():
+        marker.write_text("dropped")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ran on a fresh connection"
+
+
+@task(max_attempts=1)
+def kills_own_process(payload):
+    """A poison job: its process dies under it (``signal``: a signal number, else ``os._exit(code)``)."""
+    import signal as signals
+
+    Path(payload["started"]).write_text(str(os.getpid()))
+    if payload.get("signal"):
+        os.kill(os.getpid(), signals.Signals(payload["signal"]))
+    os._exit(payload.get("code", 1))
+
+
+@task(max_attempts=1)
+def naps(payload):
+    """Writes its marker to ``path`` (one line per run), after ``seconds`` asleep."""
+    time.sleep(payload.get("seconds", 0.05))
+    with open(payload["path"], "a") as fh:
+        fh.write(f"{payload['n']}\n")
+    return payload["n"]
+
+
+@task(max_attempts=1)
+def hogs_memory(payload):
+    """Holds ``mb`` megabytes until ``release`` exists (``--max-memory`` tests)."""
+    block = bytearray(payload["mb"] * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    Path(payload["started"]).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 30
+    while not Path(payload["release"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(block) // 2**20
+
+
+@task(max_attempts=2)
+def naps_twice(payload):
+    return naps.func(payload)

@@ -33,7 +33,7 @@ UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'bourbon_jobs_job':
 def explain_claim(queues=()):
     """EXPLAIN (without running) the exact statement a worker sends."""
     now = timezone.now()
-    params = ["running", "w", now, now, now, "queued", now, *queues, 32]
+    params = ["running", False, "w", now, now, now, "queued", now, *queues, 32]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE bourbon_jobs_job")
         cursor.execute("EXPLAIN " + claim_sql(True, len(queues), postgresql=True), params)
@@ -57,7 +57,7 @@ def test_claim_walks_the_index_in_order_even_before_statistics_catch_up():
         cursor.execute(FORGET_STATISTICS)
         cursor.execute("RESET enable_bitmapscan")
     now = timezone.now()
-    params = ["running", "w", now, now, now, "queued", now, 32]
+    params = ["running", False, "w", now, now, now, "queued", now, 32]
 
     def plan():
         with connection.cursor() as cursor:

@@ -1,6 +1,7 @@
 """The claim, release and rescue SQL, proved under concurrency on a real database."""
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.worker import claiming, maintenance, outcomes
 from tests import tasks
 from tests.conftest import drain, is_postgres
@@ -26,6 +28,12 @@ def claim(worker_id="w1", limit=10, queues=(), now=None, lease=60):
         now=now,
         lease_until=now + timedelta(seconds=lease),
     )
+
+
+def reported_started(jobs):
+    """What a heartbeat does for jobs whose code has started (``extend_leases(started=...)``)."""
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(attempt_started=True)
+    return jobs
 
 
 def in_thread(fn):
@@ -128,14 +136,14 @@ def test_heartbeat_extends_only_the_workers_own_leases():
     [mine] = claim("w1", limit=1)
     [theirs] = claim("w2", limit=1)
     until = timezone.now() + timedelta(hours=1)
-    assert Job.objects.extend_leases("w1", until) == 1
+    assert claiming.extend_leases(using="default", worker_id="w1", until=until) == [mine.pk]
     assert Job.objects.get(pk=mine.pk).lease_expires_at == until
     assert Job.objects.get(pk=theirs.pk).lease_expires_at != until
 
 
 def test_expired_lease_is_rescued_and_the_attempt_counts():
     result = tasks.echo.enqueue("survives")
-    claim("dead-worker", lease=-60)
+    reported_started(claim("dead-worker", lease=-60))
     tasks.echo.enqueue("live")
     [live] = claim("live-worker")
     assert maintenance.rescue_expired_leases(timezone.now()) == 1
@@ -153,10 +161,35 @@ def test_expired_lease_is_rescued_and_the_attempt_counts():
 def test_rescue_with_no_attempts_left_dead_letters_the_job():
     result = tasks.always_fails.enqueue(None)
     Job.objects.filter(pk=result.id).update(attempts=1)
-    claim("dead-worker", lease=-60)
+    reported_started(claim("dead-worker", lease=-60))
     maintenance.rescue_expired_leases(timezone.now())
     job = Job.objects.get(pk=result.id)
     assert (job.status, job.attempts) == (JobStatus.FAILED, 2)
+
+
+def test_a_rescued_job_its_worker_never_reported_started_gets_its_attempt_back():
+    result = tasks.echo.enqueue("prefetched")
+    Job.objects.filter(pk=result.id).update(max_attempts=1)
+    claim("frozen-worker", lease=-60)
+    assert maintenance.rescue_expired_leases(timezone.now()) == 1
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts, job.attempt_started) == (JobStatus.QUEUED, 0, False)
+    [error] = job.errors
+    assert error["charged"] is False and "not counted" in error["message"]
+    drain()
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.worker_ids) == (JobStatus.SUCCEEDED, 1, [job.worker_id])
+
+
+def test_attempts_given_back_by_rescues_are_bounded():
+    result = tasks.echo.enqueue("poison for its host")
+    refunded = {"exception_class_path": "x.WorkerLost", "message": "m", "traceback": "", "charged": False}
+    Job.objects.filter(pk=result.id).update(max_attempts=1, errors=[refunded] * REFUNDS_PER_JOB)
+    claim("lost-host", lease=-60)
+    maintenance.rescue_expired_leases(timezone.now())
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 1)
+    assert job.errors[-1].get("charged", True) is True
 
 
 def test_rescue_of_a_known_dead_worker_does_not_wait_for_the_lease():
@@ -185,7 +218,7 @@ def test_rescue_that_dead_letters_sends_task_finished():
 
     result = tasks.echo.enqueue(1)
     Job.objects.filter(pk=result.id).update(max_attempts=1)
-    claim("dead", lease=-60)
+    reported_started(claim("dead", lease=-60))
     task_finished.connect(receiver)
     try:
         maintenance.rescue_expired_leases(timezone.now())
@@ -208,3 +241,18 @@ def test_the_workers_statements_pass_through_djangos_execute_wrappers():
     job_updates = [sql for sql in seen if sql.startswith("UPDATE bourbon_jobs_job SET status")]
     assert any("RETURNING" in sql for sql in job_updates), seen  # the claim
     assert any("lease_expires_at = NULL" in sql for sql in job_updates), seen  # the outcome
+
+
+def test_the_heartbeat_returns_the_jobs_still_held_and_marks_those_started():
+    first, second = tasks.echo.enqueue(1), tasks.echo.enqueue(2)
+    tasks.echo.enqueue("other")
+    claim("w1", limit=2)
+    claim("w2")
+    until = timezone.now() + timedelta(seconds=60)
+    held = claiming.extend_leases(using="default", worker_id="w1", until=until, started=[uuid.UUID(first.id)])
+    assert sorted(map(str, held)) == sorted([first.id, second.id])
+    started = {str(pk) for pk in Job.objects.filter(attempt_started=True).values_list("pk", flat=True)}
+    assert started == {first.id}
+    Job.objects.filter(pk=first.id).update(status=JobStatus.QUEUED)
+    [again] = claim("w3")
+    assert str(again.pk) == first.id and Job.objects.get(pk=first.id).attempt_started is False

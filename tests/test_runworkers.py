@@ -72,6 +72,10 @@ def test_whole_host_killed_job_returns_after_its_lease(runworkers, tmp_path):
     result, started, release = blocking_job(tmp_path)
     first = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)
     wait_until(started.exists, message="job start")
+    wait_until(
+        lambda: Job.objects.filter(pk=result.id, attempt_started=True).exists(),
+        message="a heartbeat reports the start (a job not reported started would get its attempt back)",
+    )
     first.stop()  # SIGKILL to supervisor and child alike: nobody is left to rescue at once
     assert status_of(result.id) == JobStatus.RUNNING
     release.touch()

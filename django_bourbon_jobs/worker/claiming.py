@@ -64,7 +64,7 @@ def claim_sql(vendor_skips_locked: bool, queue_count: int, postgresql: bool = Fa
     queue_clause = f" AND queue_name IN ({', '.join(['%s'] * queue_count)})" if queue_count else ""
     lock_clause = " FOR UPDATE SKIP LOCKED" if vendor_skips_locked else ""
     return (
-        f"UPDATE {table} SET status = %s, attempts = attempts + 1, worker_id = %s, "
+        f"UPDATE {table} SET status = %s, attempts = attempts + 1, attempt_started = %s, worker_id = %s, "
         "lease_expires_at = %s, started_at = COALESCE(started_at, %s), last_attempted_at = %s "
         f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND run_after <= %s{queue_clause} "
         f"ORDER BY priority DESC, run_after, id LIMIT %s{lock_clause})"
@@ -111,6 +111,7 @@ def claim(
     )
     params = [
         JobStatus.RUNNING.value,
+        False,
         worker_id,
         adapt(lease_until),
         adapt(now),
@@ -128,6 +129,31 @@ def claim(
         jobs = list(Job.objects.db_manager(using).raw(sql, params))
     jobs.sort(key=lambda job: (-job.priority, job.run_after, job.id))
     return jobs
+
+
+def extend_leases(*, using: str, worker_id: str, until: datetime, started: Collection[Any] = ()) -> list[Any]:
+    """Renew every lease ``worker_id`` holds (the heartbeat); returns the ids it still holds.
+
+    ``started`` are the held jobs whose code has started: they are marked
+    ``attempt_started``, so a rescuer that finds their lease run out charges
+    the attempt (and refunds it to the others). A prefetched job missing from
+    the answer was rescued while its worker was frozen: the worker must not
+    start it.
+    """
+    table = Job._meta.db_table
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    mark = ""
+    ids = [Job._meta.pk.get_db_prep_value(pk, connection) for pk in started]
+    if ids:
+        mark = f", attempt_started = (attempt_started OR id IN ({', '.join(['%s'] * len(ids))}))"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET lease_expires_at = %s{mark} "
+            "WHERE status = %s AND worker_id = %s RETURNING id",
+            [adapt(until), *ids, JobStatus.RUNNING.value, worker_id],
+        )
+        return [Job._meta.pk.to_python(row[0]) for row in cursor.fetchall()]
 
 
 def _job_from_row(using: str, row: tuple[Any, ...]) -> Job:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,9 +24,10 @@ from django_bourbon_jobs.context import JobContext, ProgressReporter
 from django_bourbon_jobs.exceptions import InvalidReturnValue, JobCancelled, JobTimeout, UnknownTask
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.results import load_task, to_task_result
-from django_bourbon_jobs.retry import next_attempt_at
-from django_bourbon_jobs.serialization import ensure_json, error_record
+from django_bourbon_jobs.retry import REFUNDS_PER_JOB, next_attempt_at, refund_delay
+from django_bourbon_jobs.serialization import error_record, storable_return_value
 from django_bourbon_jobs.tasks import timeout_of
+from django_bourbon_jobs.worker import db_connections
 
 
 class TimeoutInterrupt(BaseException):
@@ -115,6 +116,8 @@ class Executor:
     worker_id: str
     watch: TimeoutWatch
     now: Callable[[], datetime]
+    on_start: Callable[[Job], None] = lambda job: None
+    """Called on the job's thread just before its code runs (the process's start log)."""
     backend_alias: str = "default"
     cancel_flags: dict[Any, threading.Event] = field(default_factory=dict)
     started: dict[Any, TaskResult] = field(default_factory=dict)
@@ -134,10 +137,8 @@ class Executor:
         cancel_flag = self.cancel_flags.setdefault(job.pk, threading.Event())
         try:
             with self.watch.watching(job, timeout):
+                self.on_start(job)
                 value = self._call(task, result, job, cancel_flag)
-            job.mark_succeeded(
-                ensure_json(value, InvalidReturnValue, f"The return value of {job.task_path}"), self.now()
-            )
         except (TimeoutInterrupt, JobCancelled) as exc:
             if cancel_flag.is_set():
                 job.mark_cancelled(self.now())
@@ -148,10 +149,28 @@ class Executor:
                     job, task, JobTimeout(f"Exceeded its timeout of {timeout:g}s."), exc, result
                 )
         except BaseException as exc:  # noqa: BLE001  (a job must never take its worker down)
-            self.record_failure(job, task, exc, result=result)
+            if db_connections.lost_connection(exc):
+                self.record_interruption(job, exc)
+            else:
+                self.record_failure(job, task, exc, result=result)
+        else:
+            self._record_return(job, task, value, result)
         finally:
             self.cancel_flags.pop(job.pk, None)
         return job
+
+    def _record_return(self, job: Job, task: Task, value: Any, result: TaskResult) -> None:
+        """Succeed with ``value``, or fail at once if it cannot be stored.
+
+        Not retried: the attempt's side effects already happened, and another
+        attempt would most likely return the same value.
+        """
+        try:
+            stored = storable_return_value(value, job.task_path)
+        except InvalidReturnValue as exc:
+            self.record_failure(job, task, exc, result=result, final=True)
+        else:
+            job.mark_succeeded(stored, self.now())
 
     def _call(self, task: Task, result: TaskResult, job: Job, cancel_flag: threading.Event) -> Any:
         if task.takes_context:
@@ -168,25 +187,44 @@ class Executor:
         exc: BaseException,
         cause: BaseException | None = None,
         result: TaskResult | None = None,
+        final: bool = False,
     ) -> None:
-        """Schedule the next attempt, or fail for good, per the task's retry policy."""
+        """Schedule the next attempt, or fail for good, per the task's retry policy (``final``: fail)."""
         now = self.now()
         if cause is not None:
             exc.__cause__ = cause
             exc.__traceback__ = cause.__traceback__
         error = error_record(exc, worker_id=self.worker_id, attempt=job.attempts, at=now)
-        retry_at = next_attempt_at(
-            task,
-            exc,
-            result or _bare_result(job, task, self.backend_alias),
-            job.attempts,
-            job.max_attempts,
-            now,
-        )
+        retry_at = None
+        if not final:
+            retry_at = next_attempt_at(
+                task,
+                exc,
+                result or _bare_result(job, task, self.backend_alias),
+                job.attempts,
+                job.max_attempts,
+                now,
+            )
         if retry_at is None:
             job.mark_failed(error, now)
         else:
             job.schedule_retry(retry_at, error)
+
+    def record_interruption(self, job: Job, exc: BaseException) -> None:
+        """The database connection broke under the attempt: retry it soon, uncharged.
+
+        The error is kept, marked ``"charged": false``, so an operator sees the
+        outage. Only :data:`REFUNDS_PER_JOB` attempts are refunded: a job whose
+        own code keeps breaking its connection is then charged like any failure.
+        """
+        if job.refunded_attempts >= REFUNDS_PER_JOB:
+            self.record_failure(job, None, exc)
+            return
+        now = self.now()
+        error = error_record(exc, worker_id=self.worker_id, attempt=job.attempts, at=now)
+        job.attempts -= 1
+        delay = timedelta(seconds=refund_delay(job.refunded_attempts))
+        job.schedule_retry(now + delay, {**error, "charged": False})
 
 
 def _bare_result(job: Job, task: Task | None, alias: str) -> Any:

@@ -7,8 +7,10 @@ supervisor's loop only decides when to call them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.db import transaction
 from django.db.models import Subquery
@@ -17,27 +19,56 @@ from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import WorkerLost
 from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus, Worker
+from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.serialization import error_record
 from django_bourbon_jobs.worker.announce import announce_outcome
 
 logger = logging.getLogger("django_bourbon_jobs.maintenance")
 
 RESCUE_BATCH = 500
+NOT_SEEN_STARTED = "Its worker had not reported it started, so the attempt is not counted."
+RETURNED_NOT_STORED = (
+    "The job's code had returned but its outcome was not stored yet: it runs again, and the attempt "
+    "is not counted."
+)
+
+RefundNote = Callable[[Job], str] | None
 
 
-def settle_lost_attempts(jobs: Iterable[Job], using: str, now: datetime, reason: str) -> list[Job]:
+class StartLogView(Protocol):
+    def running(self) -> set[uuid.UUID]: ...
+    def returned(self) -> set[uuid.UUID]: ...
+
+
+def settle_lost_attempts(
+    jobs: Iterable[Job], using: str, now: datetime, reason: str, refund_note: RefundNote = None
+) -> list[Job]:
     """Requeue (or, with no attempts left, fail) running jobs whose attempt ended without an outcome.
 
-    Returns the jobs settled: those their worker still held. Announce them with
+    ``refund_note(job)`` says why a job is not to blame (``""`` if it is): its
+    attempt is then given back, up to ``REFUNDS_PER_JOB`` times, and the
+    ``WorkerLost`` error says so and is marked ``"charged": false``. Returns the
+    jobs settled: those their worker still held. Announce them with
     :func:`announce_settled` once the change is committed.
     """
     manager = Job.objects.db_manager(using)
     settled = []
     for job in jobs:
         error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
+        note = refund_note(job) if refund_note else ""
+        if note and job.refunded_attempts < REFUNDS_PER_JOB:
+            error = {**error, "message": f"{error['message']} {note}", "charged": False}
         if manager.settle_lost_attempt(job, error, now):
             settled.append(job)
     return settled
+
+
+def _unless_reported_started(job: Job) -> str:
+    return "" if job.attempt_started else NOT_SEEN_STARTED
+
+
+def _returned(job: Job) -> str:
+    return RETURNED_NOT_STORED
 
 
 def announce_settled(jobs: list[Job]) -> None:
@@ -47,11 +78,15 @@ def announce_settled(jobs: list[Job]) -> None:
         announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
 
 
-def _settle(jobs: JobQuerySet, now: datetime, reason: str) -> int:
+def _settle(jobs: JobQuerySet, now: datetime, reason: str, refund_unstarted: bool = False) -> int:
     """Settle a bounded batch of lost attempts; rows locked by a live claimer are skipped."""
     with transaction.atomic(using=jobs.db):
         settled = settle_lost_attempts(
-            jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH], jobs.db, now, reason
+            jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH],
+            jobs.db,
+            now,
+            reason,
+            _unless_reported_started if refund_unstarted else None,
         )
     announce_settled(settled)
     return len(settled)
@@ -60,13 +95,53 @@ def _settle(jobs: JobQuerySet, now: datetime, reason: str) -> int:
 def rescue_expired_leases(now: datetime, using: str = "default") -> int:
     """Jobs whose worker stopped heartbeating (killed, host lost) go back to the queue."""
     jobs = Job.objects.db_manager(using).lease_expired(now)
-    return _settle(jobs, now, "The worker's lease expired before the attempt finished.")
+    return _settle(
+        jobs, now, "The worker's lease expired before the attempt finished.", refund_unstarted=True
+    )
 
 
 def rescue_worker_jobs(worker_id: str, now: datetime, reason: str, using: str = "default") -> int:
     """Settle every job a worker known to be gone still holds, without waiting for its lease."""
     jobs = Job.objects.db_manager(using).held_by(worker_id)
     return _settle(jobs, now, reason)
+
+
+def settle_dead_worker(
+    worker_id: str,
+    log: StartLogView,
+    reason: str,
+    now: datetime,
+    using: str = "default",
+) -> int:
+    """A worker process known to be dead: charge the jobs whose code it was running.
+
+    ``log`` is the process's start log. A job whose code had returned, its
+    outcome not yet stored, runs again with its attempt given back and an error
+    that says so. Any other job it held (claimed, never started) goes back to
+    the queue as if never claimed: no attempt, no error. Returns the jobs
+    settled or handed back.
+    """
+    running, returned = log.running(), log.returned()
+    jobs = Job.objects.db_manager(using).held_by(worker_id)
+    with transaction.atomic(using=using):
+        held = list(jobs.select_for_update(skip_locked=True))
+        ran = [job for job in held if job.pk in running]
+        came_back = [job for job in held if job.pk in returned]
+        unstarted = [job.pk for job in held if job.pk not in running and job.pk not in returned]
+        released = jobs.release(worker_id, unstarted) if unstarted else 0
+        settled = settle_lost_attempts(ran, using, now, reason + _running_together(ran))
+        settled += settle_lost_attempts(came_back, using, now, reason, _returned)
+    announce_settled(settled)
+    if unstarted:
+        fastpath.publish_job_changes(unstarted, using)
+    return released + len(settled)
+
+
+def _running_together(jobs: list[Job]) -> str:
+    """Name the jobs that were running side by side, so an operator can tell which one killed it."""
+    if len(jobs) < 2:
+        return ""
+    return f" It was running {len(jobs)} jobs at once: {', '.join(sorted(str(job.pk) for job in jobs))}."
 
 
 def forget_dead_workers(now: datetime, using: str = "default") -> int:

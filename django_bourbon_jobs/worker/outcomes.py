@@ -30,11 +30,12 @@ from django.db.models import Field
 from django_bourbon_jobs import pgbound
 from django_bourbon_jobs.models import Job, JobStatus
 
-VALUE_FIELDS = ("id", "status", "return_value", "errors", "run_after", "finished_at", "progress")
+VALUE_FIELDS = ("id", "status", "attempts", "return_value", "errors", "run_after", "finished_at", "progress")
 CHUNK = 500
 
 _POSTGRES_CASTS = {
     "id": "::uuid",
+    "attempts": "::integer",
     "return_value": "::jsonb",
     "errors": "::jsonb",
     "run_after": "::timestamptz",
@@ -67,6 +68,7 @@ def outcome_sql(vendor: str, rows: int) -> str:
 _RECORD_TYPES = {
     "id": "uuid",
     "status": "text",
+    "attempts": "integer",
     "return_value": "jsonb",
     "errors": "jsonb",
     "run_after": "timestamptz",
@@ -93,6 +95,7 @@ def _as_record(job: Job) -> dict[str, Any]:
     return {
         "id": str(job.id),
         "status": job.status,
+        "attempts": job.attempts,
         "return_value": job.return_value,
         "errors": job.errors,
         "run_after": job.run_after.isoformat(),

@@ -1,8 +1,11 @@
 """One worker process: claim batches, feed executor threads, write outcomes in batches.
 
-The main thread owns every database write of the worker (claim, outcomes,
-heartbeat, release); executor threads only run jobs. Tests drive it directly:
-``WorkerProcess(WorkerConfig(burst=True)).run()`` drains what is due and returns.
+The main thread makes every database write of the worker's own (claim,
+outcomes, heartbeat, release); executor threads run jobs, whose code (and
+progress reports) use connections of their own, handled around each job as
+Django handles them around a request (:mod:`.db_connections`). Tests drive it
+directly: ``WorkerProcess(WorkerConfig(burst=True)).run()`` drains what is due
+and returns.
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.exceptions import JobTimeout
+from django_bourbon_jobs.exceptions import JobTimeout, OutcomeNotStored
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.results import load_task
-from django_bourbon_jobs.worker import claiming, outcomes
+from django_bourbon_jobs.serialization import error_record, storable
+from django_bourbon_jobs.worker import claiming, db_connections, outcomes
 from django_bourbon_jobs.worker.announce import announce_outcome
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
+from django_bourbon_jobs.worker.lifeline import MemoryWatch, ParentWatch
 from django_bourbon_jobs.worker.maintenance import announce_settled, settle_lost_attempts
+from django_bourbon_jobs.worker.startlog import StartLog
 from django_bourbon_jobs.worker.wakeup import Wakeup, wakeup_for
 
 logger = logging.getLogger("django_bourbon_jobs.worker")
@@ -46,6 +52,10 @@ PROMPT_AFTER = 0.005
 """Seconds a job runs before its outcome is written without waiting for the batch."""
 CANCEL_CHECK_SECONDS = 0.5
 """How often a worker with running jobs looks for cancel requests."""
+OUTCOME_TRIES = 3
+"""Writes of one job's outcome that may fail (the rest of its batch written) before it is given up."""
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+"""Errors of the connection, not of a row: the whole write is tried again once the database answers."""
 
 
 def new_worker_id() -> str:
@@ -66,6 +76,12 @@ class WorkerConfig:
     poll_interval: float | None = None
     using: str = "default"
     worker_id: str = field(default_factory=new_worker_id)
+    max_memory_mb: int | None = None
+    """Retire the process once its resident memory passes this, after its current jobs."""
+    parent_pid: int | None = None
+    """The supervisor's pid: the process stops if its parent changes (the supervisor died)."""
+    start_log: StartLog | None = None
+    """Shared with the supervisor, which reads it if the process dies (see ``startlog``)."""
 
     def __post_init__(self) -> None:
         conf = get_settings()
@@ -75,6 +91,8 @@ class WorkerConfig:
             self.batch_size = conf.BATCH_SIZE
         if self.poll_interval is None:
             self.poll_interval = conf.POLL_INTERVAL
+        if self.start_log is None:
+            self.start_log = StartLog(self.threads, self.batch_size or 1)
 
 
 class WorkerProcess:
@@ -87,7 +105,8 @@ class WorkerProcess:
         self.wakeup: Wakeup = wakeup_for(config.using, config.queues)
         self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self._wake_for_deadline)
         self._wake_by = 0.0
-        self.executor = Executor(config.worker_id, self.watch, now)
+        self.executor = Executor(config.worker_id, self.watch, now, on_start=self._log_start)
+        self._thread_slot = threading.local()
         self.pending: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.in_flight: dict[Any, Job] = {}
         self.started: set[Any] = set()
@@ -101,6 +120,18 @@ class WorkerProcess:
         self._refill_below = config.threads
         self._next_cancel_check = 0.0
         self._threads: list[threading.Thread] = []
+        self.start_log: StartLog = config.start_log  # type: ignore[assignment]  # set by WorkerConfig
+        self.parent = ParentWatch(config.parent_pid)
+        self.memory = MemoryWatch(config.max_memory_mb, self.start_log)
+        self.retiring = ""
+        """Why the process is stopping of its own accord (memory, a dead supervisor); empty if not."""
+        self.lease_from: dict[Any, float] = {}
+        """Monotonic time each held job's lease was last known to be renewed (claim, heartbeat)."""
+        self.stale: list[Job] = []
+        """Jobs an executor thread declined to start: their lease ran out or another worker has them."""
+        self.not_ours: set[Any] = set()
+        self.write_failures: dict[Any, int] = {}
+        self._database_down = False
 
     @property
     def worker_id(self) -> str:
@@ -121,7 +152,7 @@ class WorkerProcess:
     def run(self) -> int:
         self._start()
         try:
-            while not self.stop_requested.is_set() and not self._reached_max_jobs():
+            while not self.stop_requested.is_set() and not self._reached_max_jobs() and not self.retiring:
                 worked = self._guarded(self.run_once)
                 if worked is None:
                     continue
@@ -141,17 +172,41 @@ class WorkerProcess:
         stuck = self.watch.enforce()
         if stuck:
             self._abandon(stuck)
+        self._release_stale()
+        self._retire_if_due()
         return bool(flushed or self._claim_if_room())
 
+    def _retire_if_due(self) -> None:
+        """Stop claiming when the supervisor is gone or memory is over ``--max-memory``."""
+        if self.retiring:
+            return
+        if self.parent.parent_gone():
+            self.retiring = "its supervisor died"
+            logger.warning("worker %s: %s; stopping", self.worker_id, self.retiring)
+        elif self.memory.run_once():
+            self.retiring = (
+                f"its memory ({self.memory.rss / 2**20:.0f} MB) passed --max-memory "
+                f"({self.config.max_memory_mb} MB)"
+            )
+            logger.warning(
+                "worker %s: %s; replacing it after its current jobs", self.worker_id, self.retiring
+            )
+
     def _guarded(self, step: Callable[[], bool]) -> bool | None:
-        """Run a step; on a database error log it, drop the connection and back off."""
+        """Run a step; on a database error log it (once per outage), drop the connection and back off."""
         try:
-            return step()
+            worked = step()
         except DatabaseError as exc:
-            logger.warning("database error in worker %s: %s; retrying", self.worker_id, exc)
+            level = logging.DEBUG if self._database_down else logging.WARNING
+            logger.log(level, "database error in worker %s: %s; retrying", self.worker_id, exc)
+            self._database_down = True
             connections[self.config.using].close()
             self.stop_requested.wait(min(self.config.poll_interval or 1.0, 1.0))
             return None
+        if self._database_down:
+            self._database_down = False
+            logger.warning("worker %s: the database answers again", self.worker_id)
+        return worked
 
     def _register(self, now: datetime) -> None:
         """Create (or, after a prune, re-create) this process's ``Worker`` row."""
@@ -172,25 +227,53 @@ class WorkerProcess:
         self._next_heartbeat = time.monotonic() + self.heartbeat_every
         self.wakeup.start()
         for n in range(self.config.threads):
-            thread = threading.Thread(target=self._execute_forever, name=f"bourbon-exec-{n}", daemon=True)
+            thread = threading.Thread(
+                target=self._execute_forever, args=(n,), name=f"bourbon-exec-{n}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
-    def _execute_forever(self) -> None:
+    def _execute_forever(self, thread: int) -> None:
+        self._thread_slot.number = thread
         while (job := self.pending.get()) is not None:
+            if not self._still_ours(job):
+                with self.lock:
+                    self.stale.append(job)
+                self.wakeup.poke()
+                continue
             with self.lock:
                 self.started.add(job.pk)
             began = time.monotonic()
-            try:
-                self.executor.run(job)
-            except TimeoutInterrupt:
-                pass  # a deadline hit in the instant between the job's return and its bookkeeping
+            self._run_between_connection_checks(job)
+            self.start_log.mark_returned(job.pk)
             with self.lock:
                 self.finished.append(job)
                 backlog = len(self.finished)
             if self._main_loop_needed(backlog, time.monotonic() - began):
                 self.wakeup.poke()
-        close_old_connections()
+        connections.close_all()
+
+    def _log_start(self, job: Job) -> None:
+        """Only now, with the task loaded and ``task_started`` sent, is a death of the process the job's."""
+        self.start_log.record(self._thread_slot.number, job.pk)
+
+    def _still_ours(self, job: Job) -> bool:
+        """False for a prefetched job whose lease ran out (a frozen process) or that was rescued."""
+        if job.pk in self.not_ours:
+            return False
+        return time.monotonic() < self.lease_from.get(job.pk, 0.0) + self.lease.total_seconds()
+
+    def _run_between_connection_checks(self, job: Job) -> None:
+        try:
+            db_connections.before_job()
+            self.executor.run(job)
+        except TimeoutInterrupt:
+            pass  # a deadline hit in the instant between the job's return and its bookkeeping
+        finally:
+            try:
+                db_connections.after_job()
+            except DatabaseError as exc:
+                logger.warning("worker %s: closing a job's connection failed: %s", self.worker_id, exc)
 
     def _main_loop_needed(self, finished: int, ran_for: float) -> bool:
         """Wake the main loop to refill the queue, or to write outcomes once enough are waiting.
@@ -232,6 +315,7 @@ class WorkerProcess:
             limit = min(limit, self.config.max_jobs - self.claimed_total)
         if limit <= 0:
             return 0
+        claimed_at = time.monotonic()
         now = self.now()
         jobs = claiming.claim(
             using=self.config.using,
@@ -245,6 +329,7 @@ class WorkerProcess:
         self._adapt_claim_size(len(jobs), limit)
         for job in jobs:
             self.in_flight[job.pk] = job
+            self.lease_from[job.pk] = claimed_at
             self.pending.put(job)
         # After the hand-over: the publisher thread then competes with jobs already started.
         fastpath.publish_job_events(jobs)
@@ -266,26 +351,97 @@ class WorkerProcess:
     def flush(self) -> int:
         """Write finished attempts in one statement, then announce them."""
         with self.lock:
-            done = list(self.finished)
+            done, self.finished = self.finished, []
         if not done:
             return 0
-        outcomes.record(self.config.using, self.worker_id, done)
+        try:
+            settled = self._store_outcomes(done)
+        except BaseException:
+            with self.lock:
+                self.finished[:0] = done
+            raise
+        if len(settled) < len(done):
+            with self.lock:
+                self.finished[:0] = [job for job in done if job not in settled]
         with self.lock:
-            del self.finished[: len(done)]
-            for job in done:
+            for job in settled:
                 self.started.discard(job.pk)
                 self.in_flight.pop(job.pk, None)
-        self.jobs_done += len(done)
-        fastpath.publish_job_events(done)
-        for job in done:
+        for job in settled:
+            self.lease_from.pop(job.pk, None)
+            self.write_failures.pop(job.pk, None)
+            self.start_log.forget(job.pk)
+        self.jobs_done += len(settled)
+        fastpath.publish_job_events(settled)
+        for job in settled:
             announce_outcome(job, started=self.executor.started.pop(job.pk, None))
-        return len(done)
+        return len(settled)
 
-    def _heartbeat_if_due(self) -> None:
-        if time.monotonic() < self._next_heartbeat:
-            return
+    def _store_outcomes(self, done: list[Job]) -> list[Job]:
+        """Write the batch; if a row spoils it, write the others one by one.
+
+        Returns the jobs settled (written, or given up). A connection error
+        propagates: the whole batch is written again once the database answers.
+        """
+        try:
+            outcomes.record(self.config.using, self.worker_id, done)
+            return done
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one bad row must not hold back the batch)
+            logger.warning(
+                "worker %s: writing %d outcomes failed (%s); one by one", self.worker_id, len(done), exc
+            )
+        return [job for job in done if self._store_one(job)]
+
+    def _store_one(self, job: Job) -> bool:
+        """Write one outcome; after ``OUTCOME_TRIES`` failures, settle the job as failed instead."""
+        try:
+            outcomes.record(self.config.using, self.worker_id, [job])
+            return True
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            tries = self.write_failures[job.pk] = self.write_failures.get(job.pk, 0) + 1
+            if tries < OUTCOME_TRIES:
+                return False
+            return self._give_up_outcome(job, exc)
+
+    def _give_up_outcome(self, job: Job, exc: Exception) -> bool:
+        """Replace an outcome the database keeps refusing with a failure that says why."""
+        logger.error("worker %s: the outcome of job %s cannot be stored: %s", self.worker_id, job.pk, exc)
         now = self.now()
-        self.jobs.extend_leases(self.worker_id, now + self.lease)
+        error = error_record(
+            OutcomeNotStored(f"The attempt's outcome could not be stored ({type(exc).__name__}: {exc})."),
+            worker_id=self.worker_id,
+            attempt=job.attempts,
+            at=now,
+        )
+        job.errors = storable(job.errors)
+        job.return_value = None
+        job.progress = None
+        job.mark_failed(error, now)
+        try:
+            outcomes.record(self.config.using, self.worker_id, [job])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as again:  # noqa: BLE001  (its lease will run out and the rescuer settles it)
+            logger.error("worker %s: giving up job %s to the rescuer: %s", self.worker_id, job.pk, again)
+        return True
+
+    def _heartbeat_if_due(self) -> bool:
+        if time.monotonic() < self._next_heartbeat:
+            return False
+        renewed_at = time.monotonic()
+        now = self.now()
+        with self.lock:
+            started = list(self.started)
+        renewed = set(
+            claiming.extend_leases(
+                using=self.config.using, worker_id=self.worker_id, until=now + self.lease, started=started
+            )
+        )
+        self._note_renewal(renewed, renewed_at)
         updated = (
             Worker.objects.db_manager(self.config.using)
             .filter(pk=self.worker_id)
@@ -295,6 +451,34 @@ class WorkerProcess:
             logger.warning("worker %s row was pruned; re-registering", self.worker_id)
             self._register(now)
         self._next_heartbeat = time.monotonic() + self.heartbeat_every
+        db_connections.close_if_broken_or_old(self.config.using)
+        return True
+
+    def _note_renewal(self, renewed: set[Any], renewed_at: float) -> None:
+        """Leases renewed now count from ``renewed_at``; jobs the heartbeat did not find are not ours."""
+        with self.lock:
+            held = list(self.in_flight)
+        for pk in renewed:
+            self.lease_from[pk] = renewed_at
+        self.not_ours = set(held) - renewed
+
+    def _release_stale(self) -> None:
+        """Forget prefetched jobs an executor thread declined; hand back those still held, uncharged."""
+        with self.lock:
+            stale, self.stale = self.stale, []
+        if not stale:
+            return
+        for job in stale:
+            self.in_flight.pop(job.pk, None)
+            self.lease_from.pop(job.pk, None)
+        released = self.jobs.release(self.worker_id, [job.pk for job in stale])
+        logger.warning(
+            "worker %s: %d prefetched job(s) not started: their lease ran out or they were rescued "
+            "(%d handed back)",
+            self.worker_id,
+            len(stale),
+            released,
+        )
 
     def _relay_cancel_requests_if_due(self) -> None:
         """Pass cancel requests for running jobs to them (one indexed query, only while jobs run)."""
@@ -324,6 +508,7 @@ class WorkerProcess:
                 unstarted.append(job)
         for job in unstarted:
             self.in_flight.pop(job.pk, None)
+            self.lease_from.pop(job.pk, None)
         if unstarted:
             self.jobs.release(self.worker_id, [job.pk for job in unstarted])
             fastpath.publish_job_changes([job.pk for job in unstarted], self.config.using)
@@ -361,18 +546,23 @@ class WorkerProcess:
         deadline = time.monotonic() + (self.config.shutdown_grace or 0.0)
         while self.in_flight and time.monotonic() < deadline:
             self._guarded(lambda: bool(self.flush()))
+            self._guarded(self._heartbeat_if_due)
             if self.in_flight:
                 self.wakeup.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
         self._guarded(lambda: bool(self.flush()))
         if self.in_flight:
+            because = f" ({self.retiring})" if self.retiring else ""
             self._settle_running(
-                "The worker stopped before the attempt finished (shutdown grace period over)."
+                f"The worker stopped{because} before the attempt finished (shutdown grace period over)."
             )
         for _ in self._threads:
             self.pending.put(None)
         self.wakeup.stop()
-        Worker.objects.db_manager(self.config.using).filter(pk=self.worker_id).delete()
-        return EXIT_RECYCLE if self._reached_max_jobs() and not self.stop_requested.is_set() else EXIT_OK
+        self._guarded(
+            lambda: bool(Worker.objects.db_manager(self.config.using).filter(pk=self.worker_id).delete())
+        )
+        recycle = self._reached_max_jobs() or (self.retiring and not self.parent.parent_gone())
+        return EXIT_RECYCLE if recycle and not self.stop_requested.is_set() else EXIT_OK
 
 
 def _stuck_timeout(entry: Any) -> BaseException:

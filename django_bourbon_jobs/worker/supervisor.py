@@ -2,7 +2,11 @@
 
 Children are forked after Django is set up (connections closed first), so they
 start in milliseconds. When a child dies, the jobs it held are settled at once
-rather than after their lease: the supervisor knows that worker is gone.
+rather than after their lease: the supervisor knows that worker is gone, and
+from the child's start log (:mod:`.startlog`) which of its jobs had started.
+Those are charged and told how the process ended (:mod:`.exits`); the others go
+back to the queue as if never claimed. A child stops by itself if its
+supervisor dies (:mod:`.lifeline`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.worker import maintenance
+from django_bourbon_jobs.worker.exits import describe_exit, oom_kill_count
+from django_bourbon_jobs.worker.lifeline import set_parent_death_signal
 from django_bourbon_jobs.worker.process import (
     EXIT_OK,
     EXIT_RECYCLE,
@@ -30,6 +36,7 @@ from django_bourbon_jobs.worker.process import (
     WorkerProcess,
     new_worker_id,
 )
+from django_bourbon_jobs.worker.startlog import StartLog
 
 logger = logging.getLogger("django_bourbon_jobs.supervisor")
 
@@ -40,8 +47,11 @@ RESTART_PAUSE = 1.0
 def _child_main(config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    set_parent_death_signal(signal.SIGTERM)
     worker = WorkerProcess(config)
     worker.install_signal_handlers()
+    if worker.parent.parent_gone():  # the supervisor died before the death signal was armed
+        worker.request_stop()
     code = worker.run()
     connections.close_all()
     os._exit(code)
@@ -53,15 +63,22 @@ class Child:
     config: WorkerConfig
     started: float
 
+    @property
+    def start_log(self) -> StartLog:
+        assert self.config.start_log is not None
+        return self.config.start_log
+
 
 class Supervisor:
     def __init__(self, config: WorkerConfig, processes: int) -> None:
         self.config = config
         self.processes = processes
         self.children: list[Child] = []
+        self._last_exit = ""
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("fork")
         self._next_maintenance = 0.0
+        self._oom_kills = oom_kill_count()
         # A signal handler writes here, so the wait for child exits wakes at once
         # (PEP 475 would otherwise resume the wait after the handler).
         self._wake_read, self._wake_write = os.pipe()
@@ -92,7 +109,12 @@ class Supervisor:
 
     def _spawn(self) -> None:
         connections.close_all()
-        config = replace(self.config, worker_id=new_worker_id())
+        config = replace(
+            self.config,
+            worker_id=new_worker_id(),
+            parent_pid=os.getpid(),
+            start_log=StartLog(self.config.threads, self.config.batch_size or 1),
+        )
         process = self._context.Process(
             target=_child_main, args=(config,), name=f"bourbon-worker-{len(self.children)}"
         )
@@ -110,24 +132,37 @@ class Supervisor:
         child.process.join()
         self.children.remove(child)
         code = child.process.exitcode
-        self._rescue(child, f"The worker process exited with code {code} during the attempt.")
+        self._rescue(child)
         if self.stopping.is_set() or (self.config.burst and code == EXIT_OK):
             return
         if code not in (EXIT_OK, EXIT_RECYCLE):
-            logger.error("worker %s exited with code %s; replacing it", child.config.worker_id, code)
+            logger.error("worker %s: %s Replacing it.", child.config.worker_id, self._last_exit)
         if code != EXIT_RECYCLE and time.monotonic() - child.started < RESTART_PAUSE:
             self.stopping.wait(RESTART_PAUSE)
         if not self.stopping.is_set():
             self._spawn()
 
-    def _rescue(self, child: Child, reason: str) -> None:
+    def _rescue(self, child: Child) -> None:
+        """Settle a gone child's jobs: refund those it never started, charge the others with why."""
+        oom_before, self._oom_kills = self._oom_kills, oom_kill_count()
+        self._last_exit = describe_exit(
+            child.process.pid, child.process.exitcode, child.start_log.last_rss(), oom_before
+        )
         try:
-            maintenance.rescue_worker_jobs(child.config.worker_id, timezone.now(), reason, self.config.using)
+            maintenance.settle_dead_worker(
+                child.config.worker_id,
+                child.start_log,
+                self._last_exit,
+                timezone.now(),
+                self.config.using,
+            )
         except DatabaseError as exc:
             logger.warning(
                 "could not settle jobs of %s now (%s); their leases will", child.config.worker_id, exc
             )
             connections[self.config.using].close()
+        finally:
+            child.start_log.close()
 
     def _until_maintenance(self) -> float:
         return max(self._next_maintenance - time.monotonic(), 0.05)
@@ -158,4 +193,4 @@ class Supervisor:
                 child.process.kill()
                 child.process.join()
             self.children.remove(child)
-            self._rescue(child, "The worker process was stopped during the attempt.")
+            self._rescue(child)

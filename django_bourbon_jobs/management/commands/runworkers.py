@@ -32,9 +32,16 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None, help="Jobs claimed per query.")
         parser.add_argument("--burst", action="store_true", help="Run what is due, then exit.")
         parser.add_argument("--database", default="default", help="Database alias holding the jobs.")
+        parser.add_argument(
+            "--max-memory",
+            type=int,
+            default=None,
+            metavar="MB",
+            help="Replace a process, after its current jobs, once its resident memory passes MB megabytes.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("processes", "threads", "max_jobs", "batch_size"):
+        for name in ("processes", "threads", "max_jobs", "batch_size", "max_memory"):
             value = options[name]
             if value is not None and value < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
@@ -49,6 +56,7 @@ class Command(BaseCommand):
             shutdown_grace=options["grace"],
             batch_size=options["batch_size"],
             using=options["database"],
+            max_memory_mb=options["max_memory"],
         )
         supervisor = Supervisor(config, processes=options["processes"])
         supervisor.install_signal_handlers()

@@ -1,0 +1,84 @@
+"""How a worker process ended, in words an operator can act on.
+
+A job whose process died is told the exit code or signal, and when the kernel's
+OOM killer did it, that too: the memory cgroup's ``oom_kill`` count (cgroup v2
+``memory.events``, or v1 ``memory.oom_control``) rose while the process died of
+SIGKILL. Where no cgroup count can be read, a SIGKILL is reported with the
+process's last measured memory, which is the next best clue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes (0 where ``/proc`` is not there)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cgroup_paths() -> list[str]:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    return [line.split(":", 2)[2] for line in lines if line.count(":") >= 2]
+
+
+def _oom_counters() -> list[Path]:
+    candidates = []
+    for path in _cgroup_paths():
+        relative = path.lstrip("/")
+        candidates += [
+            CGROUP_ROOT / relative / "memory.events",
+            CGROUP_ROOT / "memory" / relative / "memory.oom_control",
+        ]
+    candidates += [CGROUP_ROOT / "memory.events", CGROUP_ROOT / "memory" / "memory.oom_control"]
+    return [path for path in candidates if path.is_file()]
+
+
+def oom_kill_count() -> int | None:
+    """The memory cgroup's count of OOM kills, or ``None`` where it cannot be read."""
+    for path in _oom_counters():
+        try:
+            for line in path.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe_exit(pid: int | None, exitcode: int | None, last_rss: int, oom_before: int | None) -> str:
+    """One sentence: how process ``pid`` ended, and whether the OOM killer did it."""
+    if exitcode is not None and exitcode < 0:
+        how = f"was killed by {signal_name(-exitcode)} ({-exitcode})"
+    else:
+        how = f"exited with code {exitcode}"
+    text = f"The worker process (pid {pid}) {how} during the attempt."
+    if exitcode == -signal.SIGKILL:
+        oom_after = oom_kill_count()
+        if oom_before is not None and oom_after is not None and oom_after > oom_before:
+            text += (
+                " The kernel's OOM killer killed it"
+                f" (the memory cgroup's oom_kill count rose to {oom_after})."
+            )
+        if last_rss:
+            text += f" Its resident memory was last measured at {last_rss / 2**20:.0f} MB."
+    return text
