@@ -1,0 +1,3 @@
+"""No views: the chaos project only runs workers."""
+
+urlpatterns: list = []
