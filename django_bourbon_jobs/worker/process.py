@@ -101,6 +101,7 @@ class WorkerProcess:
         self.config = config
         self.now = now
         self.lease = timedelta(seconds=conf.LEASE_SECONDS)
+        self.lease_seconds = conf.LEASE_SECONDS
         self.heartbeat_every = conf.HEARTBEAT_SECONDS
         self.wakeup: Wakeup = wakeup_for(config.using, config.queues)
         self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self._wake_for_deadline)
@@ -125,11 +126,13 @@ class WorkerProcess:
         self.memory = MemoryWatch(config.max_memory_mb, self.start_log)
         self.retiring = ""
         """Why the process is stopping of its own accord (memory, a dead supervisor); empty if not."""
-        self.lease_from: dict[Any, float] = {}
-        """Monotonic time each held job's lease was last known to be renewed (claim, heartbeat)."""
+        self.lease_from: dict[int, float] = {}
+        """Monotonic time each held job's lease was last known to be renewed (claim, heartbeat).
+
+        Keyed by ``job.id.int``, as is ``not_ours``: hashing a UUID runs Python code, on every job."""
         self.stale: list[Job] = []
         """Jobs an executor thread declined to start: their lease ran out or another worker has them."""
-        self.not_ours: set[Any] = set()
+        self.not_ours: set[int] = set()
         self.write_failures: dict[Any, int] = {}
         self._database_down = False
 
@@ -245,7 +248,7 @@ class WorkerProcess:
                 self.started.add(job.pk)
             began = time.monotonic()
             self._run_between_connection_checks(job)
-            self.start_log.mark_returned(job.pk)
+            self.start_log.mark_returned(job.id)
             with self.lock:
                 self.finished.append(job)
                 backlog = len(self.finished)
@@ -255,13 +258,14 @@ class WorkerProcess:
 
     def _log_start(self, job: Job) -> None:
         """Only now, with the task loaded and ``task_started`` sent, is a death of the process the job's."""
-        self.start_log.record(self._thread_slot.number, job.pk)
+        self.start_log.record(self._thread_slot.number, job.id)
 
     def _still_ours(self, job: Job) -> bool:
         """False for a prefetched job whose lease ran out (a frozen process) or that was rescued."""
-        if job.pk in self.not_ours:
+        key = job.id.int
+        if self.not_ours and key in self.not_ours:
             return False
-        return time.monotonic() < self.lease_from.get(job.pk, 0.0) + self.lease.total_seconds()
+        return time.monotonic() < self.lease_from.get(key, 0.0) + self.lease_seconds
 
     def _run_between_connection_checks(self, job: Job) -> None:
         try:
@@ -329,7 +333,7 @@ class WorkerProcess:
         self._adapt_claim_size(len(jobs), limit)
         for job in jobs:
             self.in_flight[job.pk] = job
-            self.lease_from[job.pk] = claimed_at
+            self.lease_from[job.id.int] = claimed_at
             self.pending.put(job)
         # After the hand-over: the publisher thread then competes with jobs already started.
         fastpath.publish_job_events(jobs)
@@ -368,9 +372,11 @@ class WorkerProcess:
                 self.started.discard(job.pk)
                 self.in_flight.pop(job.pk, None)
         for job in settled:
-            self.lease_from.pop(job.pk, None)
-            self.write_failures.pop(job.pk, None)
-            self.start_log.forget(job.pk)
+            self.lease_from.pop(job.id.int, None)
+            self.start_log.forget(job.id)
+        if self.write_failures:
+            for job in settled:
+                self.write_failures.pop(job.id, None)
         self.jobs_done += len(settled)
         fastpath.publish_job_events(settled)
         for job in settled:
@@ -458,9 +464,10 @@ class WorkerProcess:
         """Leases renewed now count from ``renewed_at``; jobs the heartbeat did not find are not ours."""
         with self.lock:
             held = list(self.in_flight)
-        for pk in renewed:
-            self.lease_from[pk] = renewed_at
-        self.not_ours = set(held) - renewed
+        renewed_keys = {pk.int for pk in renewed}
+        for key in renewed_keys:
+            self.lease_from[key] = renewed_at
+        self.not_ours = {pk.int for pk in held} - renewed_keys
 
     def _release_stale(self) -> None:
         """Forget prefetched jobs an executor thread declined; hand back those still held, uncharged."""
@@ -470,7 +477,7 @@ class WorkerProcess:
             return
         for job in stale:
             self.in_flight.pop(job.pk, None)
-            self.lease_from.pop(job.pk, None)
+            self.lease_from.pop(job.id.int, None)
         released = self.jobs.release(self.worker_id, [job.pk for job in stale])
         logger.warning(
             "worker %s: %d prefetched job(s) not started: their lease ran out or they were rescued "
@@ -508,7 +515,7 @@ class WorkerProcess:
                 unstarted.append(job)
         for job in unstarted:
             self.in_flight.pop(job.pk, None)
-            self.lease_from.pop(job.pk, None)
+            self.lease_from.pop(job.id.int, None)
         if unstarted:
             self.jobs.release(self.worker_id, [job.pk for job in unstarted])
             fastpath.publish_job_changes([job.pk for job in unstarted], self.config.using)

@@ -31,6 +31,7 @@ _STATE = _ID
 RUNNING = 1
 RETURNED = 2
 _HEADER = struct.Struct("<Q")
+_EMPTY = bytes(_SLOT)
 
 
 class StartLog:
@@ -39,28 +40,36 @@ class StartLog:
         self.ring = 2 * batch_size + 16
         self._memory = mmap.mmap(-1, _HEADER.size + threads * self.ring * _SLOT)
         self._next = [0] * threads
-        self._offsets: dict[uuid.UUID, int] = {}
+        self._slots: dict[int, tuple[int, bytes]] = {}
+        """Each recorded job's slot and id bytes, by ``job_id.int`` (hashing a UUID is Python code)."""
 
     def record(self, thread: int, job_id: uuid.UUID) -> None:
         """Called by executor thread ``thread`` (only) before the job's code runs."""
         slot = self._next[thread]
         self._next[thread] = (slot + 1) % self.ring
         offset = _HEADER.size + (thread * self.ring + slot) * _SLOT
-        self._memory[offset : offset + _ID] = job_id.bytes
+        raw = job_id.bytes
+        self._memory[offset : offset + _ID] = raw
         self._memory[offset + _STATE] = RUNNING
-        self._offsets[job_id] = offset
+        self._slots[job_id.int] = (offset, raw)
 
     def mark_returned(self, job_id: uuid.UUID) -> None:
         """The job's code returned (or raised): from now on a death of the process is not its doing."""
-        offset = self._offsets.get(job_id)
-        if offset is not None and self._memory[offset : offset + _ID] == job_id.bytes:
+        offset = self._holding(self._slots.get(job_id.int))
+        if offset is not None:
             self._memory[offset + _STATE] = RETURNED
 
     def forget(self, job_id: uuid.UUID) -> None:
         """The attempt's outcome is stored: should the job be claimed again, it has not started."""
-        offset = self._offsets.pop(job_id, None)
-        if offset is not None and self._memory[offset : offset + _ID] == job_id.bytes:
-            self._memory[offset : offset + _SLOT] = bytes(_SLOT)
+        offset = self._holding(self._slots.pop(job_id.int, None))
+        if offset is not None:
+            self._memory[offset : offset + _SLOT] = _EMPTY
+
+    def _holding(self, slot: tuple[int, bytes] | None) -> int | None:
+        """The slot's offset if it still holds the job (a ring that went round may have reused it)."""
+        if slot is None or self._memory[slot[0] : slot[0] + _ID] != slot[1]:
+            return None
+        return slot[0]
 
     def running(self) -> set[uuid.UUID]:
         """The jobs whose code was running in this process: started and not yet returned."""
