@@ -65,6 +65,8 @@ class BourbonSettings:
     """Tasks the HTTP API may dispatch: ``{"alias": "path.to.task"}`` or a list of task paths."""
     API_MAX_PAYLOAD_BYTES: int = 65536
     """Largest JSON payload the HTTP API accepts."""
+    API_MAX_PAYLOAD_DEPTH: int = 32
+    """Deepest nesting of lists and objects the HTTP API accepts in a payload; deeper is a 400."""
     WEBHOOK_SECRET: str = ""
     """Shared secret for the HMAC-SHA256 signature of completion webhooks."""
     WEBHOOK_ALLOWED_HOSTS: Sequence[str] = field(default_factory=list)
@@ -89,7 +91,13 @@ _POSITIVE_NUMBERS = {
     "WEBHOOK_TIMEOUT",
 }
 _NON_NEGATIVE_NUMBERS = {"TIMEOUT_GRACE", "SHUTDOWN_GRACE"}
-_POSITIVE_INTEGERS = {"DEFAULT_MAX_ATTEMPTS", "BATCH_SIZE", "PRUNE_BATCH", "API_MAX_PAYLOAD_BYTES"}
+_POSITIVE_INTEGERS = {
+    "DEFAULT_MAX_ATTEMPTS",
+    "BATCH_SIZE",
+    "PRUNE_BATCH",
+    "API_MAX_PAYLOAD_BYTES",
+    "API_MAX_PAYLOAD_DEPTH",
+}
 _TIMING_KEYS = ("HEARTBEAT_SECONDS", "LEASE_SECONDS")
 
 

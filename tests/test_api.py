@@ -365,7 +365,7 @@ def test_list_is_paginated(alice: User, django_assert_max_num_queries: Any) -> N
         page = client.get(page["next"]).json()
         seen += [job["job_id"] for job in page["results"]]
     assert len(seen) == len(set(seen)) == 5
-    assert client.get(API, {"cursor": "garbage"}).status_code == 404
+    assert client.get(API, {"cursor": "garbage"}).status_code == 400  # issue 12: a bad cursor is a 400
 
 
 # Cancel and retry

@@ -43,10 +43,44 @@ def job_duration(job: Job) -> timedelta | None:
     return job.finished_at - job.started_at
 
 
-def pretty_json(value: Any) -> SafeString:
-    """Indented JSON in a ``<pre>``; the text is escaped, so a payload cannot inject markup."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return format_html('<pre class="bourbon-json">{}</pre>', text)
+PREVIEW_CHARS = 10_000
+"""Characters of a payload, result or progress shown on a job's page; the rest is one link away."""
+INDENT_DEPTH = 20
+"""Deeper JSON is shown compact: indented, its text grows with the square of its depth."""
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (without recursion: it may be very deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text: indented unless it nests past ``INDENT_DEPTH``."""
+    try:
+        if json_depth(value) <= INDENT_DEPTH:
+            return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except RecursionError:
+        return "(nested too deeply to show as text)"
+
+
+def pretty_json(value: Any, full_url: str = "") -> SafeString:
+    """JSON in a ``<pre>``, cut at ``PREVIEW_CHARS`` with a link to the whole; the text is escaped."""
+    text = json_text(value)
+    if len(text) <= PREVIEW_CHARS:
+        return format_html('<pre class="bourbon-json">{}</pre>', text)
+    return format_html(
+        '<pre class="bourbon-json">{}…</pre><p><a href="{}">Show all ({} characters)</a></p>',
+        text[:PREVIEW_CHARS],
+        full_url,
+        f"{len(text):,}",
+    )
 
 
 def render_errors(job: Job) -> SafeString:

@@ -37,6 +37,13 @@ from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job, Worker
 from django_bourbon_jobs.sse import stream_response
 
+JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
+    "payload": lambda job: {"args": job.args, "kwargs": job.kwargs},
+    "result": lambda job: job.return_value,
+    "progress": lambda job: job.progress,
+}
+"""The JSON columns a job's page shows, by the name its "show all" link uses."""
+
 SUMMARY_FIELDS = ("id", "status_badge", "task_path", "queue_name", "priority", "attempts_of_max")
 TIMELINE_FIELDS = ("timeline_display", "run_after", "duration", "worker_link", "dispatched_by")
 OTHER_FIELDS = ("idempotency_key", "callback_url", "cancel_requested_at")
@@ -142,6 +149,7 @@ class JobAdmin(JobAdminBase):
             ),
             path("<path:object_id>/retry/", wrap(self.retry_view), name="{}_{}_retry".format(*info)),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="{}_{}_cancel".format(*info)),
+            path("<path:object_id>/json/<str:field>/", wrap(self.json_view), name="{}_{}_json".format(*info)),
             *super().get_urls(),
         ]
 
@@ -189,17 +197,28 @@ class JobAdmin(JobAdminBase):
         }
         return super().change_view(request, object_id, form_url, extra)
 
+    def json_view(self, request: HttpRequest, object_id: str, field: str) -> HttpResponse:
+        """The whole of a payload, result or progress that the job page shows cut short."""
+        job = self.get_object(request, object_id)
+        if job is None or field not in JSON_FIELDS or not self.has_view_permission(request, job):
+            raise Http404
+        return HttpResponse(display.json_text(JSON_FIELDS[field](job)), content_type="application/json")
+
+    def _json_url(self, job: Job, field: str) -> str:
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_json"
+        return reverse(name, args=[job.pk, field], current_app=self.admin_site.name)
+
     @admin.display(description="payload (args, kwargs)")
     def payload(self, job: Job) -> SafeString:
-        return display.pretty_json({"args": job.args, "kwargs": job.kwargs})
+        return display.pretty_json(JSON_FIELDS["payload"](job), self._json_url(job, "payload"))
 
     @admin.display(description="result")
     def result(self, job: Job) -> SafeString:
-        return display.pretty_json(job.return_value)
+        return display.pretty_json(job.return_value, self._json_url(job, "result"))
 
     @admin.display(description="progress")
     def progress_display(self, job: Job) -> SafeString:
-        return display.pretty_json(job.progress)
+        return display.pretty_json(job.progress, self._json_url(job, "progress"))
 
     @admin.display(description="errors (newest first)")
     def errors_display(self, job: Job) -> SafeString:

@@ -14,14 +14,14 @@ from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase
 from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -30,6 +30,7 @@ from rest_framework.response import Response
 from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.api import registry
 from django_bourbon_jobs.api.events import EventStreamRenderer, JobStream
+from django_bourbon_jobs.api.parsers import BoundedJSONParser
 from django_bourbon_jobs.api.permissions import JobPermission, visible_jobs
 from django_bourbon_jobs.api.serializers import (
     DispatchedSerializer,
@@ -55,6 +56,24 @@ class JobPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    invalid_cursor_message = "Invalid cursor: use the next or previous link of a page."
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """A cursor that does not decode, or whose position is not a time, is a 400 (not a 404 or a 500)."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({"cursor": [self.invalid_cursor_message]}) from None
+        if cursor is not None and cursor.position is not None and not _is_time(str(cursor.position)):
+            raise ValidationError({"cursor": [self.invalid_cursor_message]})
+        return cursor
+
+
+def _is_time(text: str) -> bool:
+    try:
+        return parse_datetime(text) is not None
+    except ValueError:
+        return False
 
 
 class Conflict(ValidationError):
@@ -82,7 +101,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     permission_classes = [IsAuthenticated, JobPermission]
     dispatch_throttle_classes = [DispatchRateThrottle]
     pagination_class = JobPagination
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
     schema = AutoSchema()
     stream_poll_interval = 0.5
