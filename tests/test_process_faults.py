@@ -8,17 +8,20 @@ outlives its supervisor; a frozen worker does not start jobs rescued meanwhile.
 import json
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.worker import maintenance
 from django_bourbon_jobs.worker.startlog import StartLog
 from tests import tasks
-from tests.conftest import child_pids, drain, wait_until
+from tests.conftest import child_pids, drain, subprocess_env, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -168,3 +171,47 @@ def test_max_memory_recycles_a_process_after_its_current_job(runworkers, tmp_pat
     assert first not in child_pids(proc.process.pid)
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0, proc.output()
+
+
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
+
+
+@pytest.fixture
+def small_memory_cgroup():
+    """A cgroup v1 memory group of 200 MB (swap included), where this machine lets the tests make one."""
+    group = MEMORY_CGROUPS / f"bourbon-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(200 * 2**20))
+        if (group / "memory.memsw.limit_in_bytes").exists():
+            (group / "memory.memsw.limit_in_bytes").write_text(str(200 * 2**20))
+    except OSError as exc:
+        pytest.skip(f"no writable cgroup v1 memory controller here ({exc})")
+    yield group
+    for pid in (group / "cgroup.procs").read_text().split():
+        os.kill(int(pid), signal.SIGKILL)
+    wait_until(lambda: not (group / "cgroup.procs").read_text().strip(), message="the group empties")
+    group.rmdir()
+
+
+def test_a_job_killed_by_the_oom_killer_is_told_so(transactional_db, small_memory_cgroup, tmp_path):
+    payload = {"started": str(tmp_path / "started"), "release": str(tmp_path / "release"), "mb": 400}
+    hog = tasks.hogs_memory.enqueue(payload)
+    procs = small_memory_cgroup / "cgroup.procs"
+    connection.close()
+    with open(tmp_path / "log", "w") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworkers", "--processes", "1"],
+            env=subprocess_env(**settings_env()),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: procs.write_text(str(os.getpid())),
+        )
+    try:
+        wait_until(lambda: Job.objects.get(pk=hog.id).status == JobStatus.FAILED, timeout=60, message="OOM")
+    finally:
+        supervisor.kill()
+        supervisor.wait(10)
+    [error] = Job.objects.get(pk=hog.id).errors
+    assert "was killed by SIGKILL (9)" in error["message"]
+    assert "The kernel's OOM killer killed it" in error["message"], error["message"]

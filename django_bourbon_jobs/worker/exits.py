@@ -25,23 +25,40 @@ def resident_memory() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _cgroup_paths() -> list[str]:
+def _memory_cgroups() -> list[tuple[Path, str]]:
+    """``(directory under which the hierarchy is mounted, cgroup path)`` of this process's memory cgroup.
+
+    From ``/proc/self/cgroup``: the cgroup v1 ``memory`` controller's line, and
+    the v2 line (``0::``), whose hierarchy is mounted at the cgroup root or at
+    ``unified/`` beside v1 controllers.
+    """
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return []
-    return [line.split(":", 2)[2] for line in lines if line.count(":") >= 2]
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            found.append((CGROUP_ROOT / "memory", path))
+        elif controllers == "":
+            found += [(CGROUP_ROOT, path), (CGROUP_ROOT / "unified", path)]
+    return found
 
 
 def _oom_counters() -> list[Path]:
+    """Candidate files, most specific first.
+
+    Inside a container the cgroup mount's root is often the container's own
+    cgroup, while ``/proc/self/cgroup`` may name the full path: so each path is
+    also tried without its leading parts.
+    """
     candidates = []
-    for path in _cgroup_paths():
-        relative = path.lstrip("/")
-        candidates += [
-            CGROUP_ROOT / relative / "memory.events",
-            CGROUP_ROOT / "memory" / relative / "memory.oom_control",
-        ]
-    candidates += [CGROUP_ROOT / "memory.events", CGROUP_ROOT / "memory" / "memory.oom_control"]
+    for mount, path in _memory_cgroups():
+        parts = [part for part in path.split("/") if part]
+        for start in range(len(parts) + 1):
+            directory = mount.joinpath(*parts[start:])
+            candidates += [directory / "memory.oom_control", directory / "memory.events"]
     return [path for path in candidates if path.is_file()]
 
 
