@@ -6,6 +6,7 @@ process-level faults (killed workers, a dead supervisor) are in
 """
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection, connections
@@ -164,12 +165,9 @@ def test_an_attempt_whose_connection_was_cut_is_retried_uncharged(tmp_path):
     assert len(job.worker_ids) == 1
 
 
-@needs_postgres
-@pytest.mark.parametrize("health_checks", [False, True])
-def test_jobs_run_after_every_connection_was_dropped_as_by_a_restart(monkeypatch, health_checks):
-    """A kept connection (``CONN_MAX_AGE=None``) broken under an idle worker: the next job still runs."""
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", None)
-    monkeypatch.setitem(connections.settings["default"], "CONN_HEALTH_CHECKS", health_checks)
+@contextmanager
+def worker_running_then_restart():
+    """A worker in a thread that has run one job using the database; then every other connection dies."""
     worker = WorkerProcess(WorkerConfig(threads=1, poll_interval=0.05))
     thread = threading.Thread(target=lambda: (worker.run(), connections.close_all()))
     thread.start()
@@ -181,14 +179,31 @@ def test_jobs_run_after_every_connection_was_dropped_as_by_a_restart(monkeypatch
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-            assert cursor.fetchone()[0] >= 2, "the job thread's kept connection and the worker's"
-        second = tasks.counts_jobs.enqueue(None)
-        wait_until(lambda: job_of(second).status in (JobStatus.SUCCEEDED, JobStatus.FAILED), message="second")
-        job = job_of(second)
-        assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1), job.errors
+            assert cursor.fetchone()[0] >= 2, "the job thread's connection and the worker's"
+        yield
     finally:
         worker.request_stop()
         thread.join(30)
+
+
+def run_after_the_restart(count):
+    """Dispatch ``count`` jobs that use the database; their (status, attempts) once they end."""
+    later = [tasks.counts_jobs.enqueue(None) for _ in range(count)]
+    wait_until(
+        lambda: all(job_of(r).status in (JobStatus.SUCCEEDED, JobStatus.FAILED) for r in later),
+        message="the jobs after the drop",
+    )
+    return [(job_of(r).status, job_of(r).attempts) for r in later]
+
+
+@needs_postgres
+@pytest.mark.parametrize("health_checks", [False, True])
+def test_jobs_run_after_every_connection_was_dropped_as_by_a_restart(monkeypatch, health_checks):
+    """A kept connection (``CONN_MAX_AGE=None``) broken under an idle worker: the next job still runs."""
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", None)
+    monkeypatch.setitem(connections.settings["default"], "CONN_HEALTH_CHECKS", health_checks)
+    with worker_running_then_restart():
+        assert run_after_the_restart(1) == [(JobStatus.SUCCEEDED, 1)]
 
 
 @needs_postgres
@@ -197,26 +212,10 @@ def test_jobs_run_after_a_restart_with_psycopg_connection_pool(monkeypatch):
     options = {**connections.settings["default"]["OPTIONS"], "pool": {"min_size": 2, "max_size": 4}}
     monkeypatch.setitem(connections.settings["default"], "OPTIONS", options)
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
-    worker = WorkerProcess(WorkerConfig(threads=1, poll_interval=0.05))
-    thread = threading.Thread(target=lambda: (worker.run(), connections.close_all()))
-    thread.start()
     try:
-        first = tasks.counts_jobs.enqueue(None)
-        wait_until(lambda: job_of(first).status == JobStatus.SUCCEEDED, message="first job")
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        later = [tasks.counts_jobs.enqueue(None) for _ in range(3)]
-        wait_until(
-            lambda: all(job_of(r).status in (JobStatus.SUCCEEDED, JobStatus.FAILED) for r in later),
-            message="the jobs after the drop",
-        )
-        assert [(job_of(r).status, job_of(r).attempts) for r in later] == [(JobStatus.SUCCEEDED, 1)] * 3
+        with worker_running_then_restart():
+            assert run_after_the_restart(3) == [(JobStatus.SUCCEEDED, 1)] * 3
     finally:
-        worker.request_stop()
-        thread.join(30)
         pool = type(connections["default"])._connection_pools.pop("default", None)
         if pool is not None:
             pool.close()
