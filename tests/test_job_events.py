@@ -63,8 +63,10 @@ def test_a_message_wakes_the_reader_and_a_burst_is_one_wake_up(redis_server: Red
         # Subscribed (and acknowledged) on entering: nothing published from now on is missed.
         assert redis_server.subscribers(fastpath.job_channel("abc")) == 1
         assert events.wait(0.1) is False
+        burst = publisher.pipeline(transaction=False)  # one event-loop turn: one write to the reader
         for status in ("running", "running", "succeeded"):
-            publisher.publish(fastpath.job_channel("abc"), json.dumps({"status": status}))
+            burst.publish(fastpath.job_channel("abc"), json.dumps({"status": status}))
+        burst.execute()
         started = time.monotonic()
         assert events.wait(10) is True
         assert time.monotonic() - started < 2
