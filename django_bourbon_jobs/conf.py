@@ -67,6 +67,8 @@ class BourbonSettings:
     """Largest JSON payload the HTTP API accepts."""
     API_MAX_PAYLOAD_DEPTH: int = 32
     """Deepest nesting of lists and objects the HTTP API accepts in a payload; deeper is a 400."""
+    REDIS_NAMESPACE: str | None = None
+    """Prefix of every Redis channel; ``None``: the Redis cache's ``KEY_PREFIX`` and the database name."""
     WEBHOOK_SECRET: str = ""
     """Shared secret for the HMAC-SHA256 signature of completion webhooks."""
     WEBHOOK_ALLOWED_HOSTS: Sequence[str] = field(default_factory=list)
@@ -135,6 +137,8 @@ def _check_key(key: str, value: object) -> str | None:
         return "must be a list of host names"
     if key == "WEBHOOK_ALLOWED_HOSTS" and "*" in value:  # type: ignore[operator]
         return "must list host names: '*' would let callers make the server call any address"
+    if key == "REDIS_NAMESPACE" and value is not None and not isinstance(value, str):
+        return "must be a string, or None to derive it from KEY_PREFIX and the database name"
     if key == "WEBHOOK_SECRET" and not isinstance(value, str):
         return "must be a string"
     if key == "DEFAULT_BACKOFF":

@@ -14,6 +14,7 @@ back to polling the database until Redis answers again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -22,14 +23,17 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models import QuerySet
+from django.dispatch import receiver
 
 from django_bourbon_jobs.worker.wakeup import Source, Wakeup
 
 logger = logging.getLogger("django_bourbon_jobs.fastpath")
 
 CHANNEL = "bourbon_jobs:enqueued"
+"""The enqueue announcements' channel, under :func:`namespace` (see :func:`enqueued_channel`)."""
 
 PUBLISH_ALL = """
 local pairs = cjson.decode(ARGV[1])
@@ -58,9 +62,43 @@ def connection(alias: str) -> Any:
     return get_redis_connection(alias)
 
 
+@functools.cache
+def namespace() -> str:
+    """What every channel name starts with, so projects (or test runs) sharing a Redis stay apart.
+
+    Redis pub/sub ignores database numbers: a subscriber on any database of the
+    server hears every channel. ``BOURBON_JOBS["REDIS_NAMESPACE"]``, or by default
+    the Redis cache alias's ``KEY_PREFIX`` and the jobs database's name.
+    """
+    from django.conf import settings
+    from django.db import connections, router
+
+    from django_bourbon_jobs.conf import get_settings
+    from django_bourbon_jobs.models import Job
+
+    configured = get_settings().REDIS_NAMESPACE
+    if configured is not None:
+        return configured
+    alias = configured_alias()
+    prefix = settings.CACHES.get(alias, {}).get("KEY_PREFIX", "") if alias else ""
+    database = connections[router.db_for_write(Job)].settings_dict["NAME"]
+    return f"{prefix}:{database}"
+
+
+@receiver(setting_changed)
+def _forget_namespace(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("BOURBON_JOBS", "CACHES", "DATABASES", "TASKS"):
+        namespace.cache_clear()
+
+
+def enqueued_channel() -> str:
+    """Where enqueues are announced (the queue name), for workers that cannot LISTEN."""
+    return f"{namespace()}:{CHANNEL}"
+
+
 def job_channel(job_id: object) -> str:
     """Where a job's events go: ``{"job_id", "status", "progress"}`` as JSON, one per change."""
-    return f"bourbon_jobs:job:{job_id}"
+    return f"{namespace()}:bourbon_jobs:job:{job_id}"
 
 
 def job_event(job: Any) -> tuple[str, str]:
@@ -142,7 +180,8 @@ def publish_after_commit(alias: str, queue_name: str, using: str) -> None:
     The publish itself happens on the publisher thread, so ``enqueue()`` returns
     without waiting on Redis; enqueues close together go out as one command.
     """
-    transaction.on_commit(lambda: publisher.publish_soon(alias, [(CHANNEL, queue_name)]), using=using)
+    channel = enqueued_channel()
+    transaction.on_commit(lambda: publisher.publish_soon(alias, [(channel, queue_name)]), using=using)
 
 
 class RedisListener(Source):
@@ -156,7 +195,7 @@ class RedisListener(Source):
 
     def connect(self) -> Any:
         pubsub = connection(self.alias).pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(CHANNEL)
+        pubsub.subscribe(enqueued_channel())
         return pubsub
 
     def relay(self, pubsub: Any) -> None:

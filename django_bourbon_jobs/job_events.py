@@ -94,7 +94,7 @@ class JobEvents:
         return cls(
             fastpath.configured_alias(),
             poll_interval,
-            channels=[fastpath.CHANNEL],
+            channels=[fastpath.enqueued_channel()],
             patterns=[fastpath.job_channel("*")],
         )
 

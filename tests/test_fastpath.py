@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), needs_redis_server]
 
 def subscriber(server):
     pubsub = redis.Redis(port=server.port).pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(fastpath.CHANNEL)
+    pubsub.subscribe(fastpath.enqueued_channel())
     wait_until(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, message="subscribed")
     return pubsub
 
@@ -109,7 +109,7 @@ def test_a_redis_that_stops_answering_does_not_hold_up_dispatch(redis_server, ca
 
 
 def subscribed_workers(server) -> int:
-    return server.subscribers(fastpath.CHANNEL)
+    return server.subscribers(fastpath.enqueued_channel())
 
 
 def test_workers_wake_on_redis_and_survive_its_restart(redis_server, runworkers):

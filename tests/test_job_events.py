@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import redis
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
+from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -188,3 +190,20 @@ def test_admin_retry_and_cancel_announce_the_jobs_they_change(all_job_events: An
     assert job_events_from(all_job_events) == [
         {"job_id": str(queued.pk), "status": "queued", "progress": None}
     ]
+
+
+@needs_redis_server
+def test_two_namespaces_on_one_redis_never_hear_each_other(redis_server: RedisServer) -> None:
+    """Redis pub/sub ignores database numbers; the namespace keeps two projects (or test runs) apart."""
+    with redis_settings(redis_server):
+        derived = fastpath.namespace()
+        assert connection.settings_dict["NAME"] in derived
+        with override_settings(BOURBON_JOBS={**settings.BOURBON_JOBS, "REDIS_NAMESPACE": "project-b"}):
+            other_channel = fastpath.job_channel("abc")
+            assert other_channel.startswith("project-b:")
+        with JobEvents.for_job("abc", poll_interval=60) as events:
+            assert events.wait(0.1) is False
+            redis.Redis(port=redis_server.port).publish(other_channel, "{}")
+            assert events.wait(0.3) is False, "another namespace's event reached this one"
+            redis.Redis(port=redis_server.port).publish(fastpath.job_channel("abc"), "{}")
+            assert events.wait(5) is True
