@@ -73,6 +73,8 @@ class BourbonSettings:
     """Shared secret for the HMAC-SHA256 signature of completion webhooks."""
     WEBHOOK_ALLOWED_HOSTS: Sequence[str] = field(default_factory=list)
     """Hosts webhooks may be sent to; ``.example.com`` matches the domain and its subdomains."""
+    WEBHOOK_ALLOWED_PORTS: Sequence[int] = (443, 80)
+    """Ports webhooks may be sent to; any other port on an allowed host is refused (no port scans)."""
     WEBHOOK_TIMEOUT: float = 10.0
     """Seconds one webhook delivery attempt may take."""
 
@@ -139,6 +141,8 @@ def _check_key(key: str, value: object) -> str | None:
         return "must list host names: '*' would let callers make the server call any address"
     if key == "REDIS_NAMESPACE" and value is not None and not isinstance(value, str):
         return "must be a string, or None to derive it from KEY_PREFIX and the database name"
+    if key == "WEBHOOK_ALLOWED_PORTS" and not _is_port_list(value):
+        return "must be a list of port numbers (1-65535)"
     if key == "WEBHOOK_SECRET" and not isinstance(value, str):
         return "must be a string"
     if key == "DEFAULT_BACKOFF":
@@ -155,6 +159,12 @@ def _is_str_collection(value: object, mapping_ok: bool) -> bool:
     if isinstance(value, Mapping):
         return mapping_ok and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+
+
+def _is_port_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(
+        isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535 for port in value
+    )
 
 
 def _check_retention(value: object) -> str | None:

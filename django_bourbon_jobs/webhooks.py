@@ -58,8 +58,8 @@ def check_callback_url(url: str) -> None:
     """Raise :class:`InvalidCallbackURL` unless ``url`` may be called back.
 
     It must be ``http(s)``, carry no credentials, and name a host in
-    ``WEBHOOK_ALLOWED_HOSTS``; and ``WEBHOOK_SECRET`` must be set, since
-    unsigned webhooks are never sent.
+    ``WEBHOOK_ALLOWED_HOSTS`` and a port in ``WEBHOOK_ALLOWED_PORTS``; and
+    ``WEBHOOK_SECRET`` must be set, since unsigned webhooks are never sent.
     """
     conf = get_settings()
     if not conf.WEBHOOK_SECRET:
@@ -76,6 +76,9 @@ def check_callback_url(url: str) -> None:
         raise InvalidCallbackURL("Callback URLs must not carry credentials.")
     if not host_allowed(host, tuple(conf.WEBHOOK_ALLOWED_HOSTS)):
         raise InvalidCallbackURL(f"Host {host!r} is not in BOURBON_JOBS['WEBHOOK_ALLOWED_HOSTS'].")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if port not in conf.WEBHOOK_ALLOWED_PORTS:
+        raise InvalidCallbackURL(f"Port {port} is not in BOURBON_JOBS['WEBHOOK_ALLOWED_PORTS'].")
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:

@@ -33,6 +33,9 @@ def test_the_test_settings_pass():
         ({"DEFAULT_TIMEOUT": "10"}, "bourbon_jobs.E002", "'DEFAULT_TIMEOUT'"),
         ({"DEFAULT_BACKOFF": "nowhere.backoff"}, "bourbon_jobs.E002", "cannot be imported"),
         ({"HEARTBEAT_SECONDS": 30, "LEASE_SECONDS": 20}, "bourbon_jobs.E002", "shorter than LEASE_SECONDS"),
+        ({"WEBHOOK_ALLOWED_PORTS": [443, 0]}, "bourbon_jobs.E002", "list of port numbers"),
+        ({"REDIS_NAMESPACE": 7}, "bourbon_jobs.E002", "'REDIS_NAMESPACE'"),
+        ({"API_MAX_PAYLOAD_DEPTH": 0}, "bourbon_jobs.E002", "'API_MAX_PAYLOAD_DEPTH'"),
         ({"STATUS_URL_NAME": "no-such-url"}, "bourbon_jobs.E003", "does not reverse"),
     ],
 )

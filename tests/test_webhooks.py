@@ -73,8 +73,10 @@ def webhooks_connected() -> None:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings: Any) -> Iterator[Receiver]:
     server = Receiver()
+    ports = [*settings.BOURBON_JOBS.get("WEBHOOK_ALLOWED_PORTS", (443, 80)), server.server.server_port]
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "WEBHOOK_ALLOWED_PORTS": ports}
     yield server
     server.close()
 
@@ -155,7 +157,20 @@ def test_check_callback_url_refuses(url: str) -> None:
 
 def test_check_callback_url_accepts_allowed_hosts() -> None:
     check_callback_url("https://hooks.example.com/jobs?x=1")
-    check_callback_url("http://127.0.0.1:8123/hook")
+    check_callback_url("http://127.0.0.1/hook")
+    check_callback_url("https://hooks.example.com:443/hook")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:22/", "https://hooks.example.com:8443/", "http://localhost:6379/"]
+)
+def test_only_the_listed_ports_of_an_allowed_host(url: str, settings: Any) -> None:
+    """An allowed host is not a port scanner: its other ports are refused before any connection."""
+    with pytest.raises(InvalidCallbackURL, match="WEBHOOK_ALLOWED_PORTS"):
+        check_callback_url(url)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "WEBHOOK_ALLOWED_PORTS": [port]}
+    check_callback_url(url)
 
 
 def test_without_a_secret_no_callback_is_accepted(settings: Any) -> None:
