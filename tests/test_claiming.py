@@ -12,6 +12,7 @@ from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.worker import claiming, maintenance, outcomes
+from django_bourbon_jobs.worker.startlog import StartLog
 from tests import tasks
 from tests.conftest import drain, is_postgres
 
@@ -194,8 +195,10 @@ def test_attempts_given_back_by_rescues_are_bounded():
 
 def test_rescue_of_a_known_dead_worker_does_not_wait_for_the_lease():
     result = tasks.echo.enqueue(1)
-    claim("gone", lease=3600)
-    assert maintenance.rescue_worker_jobs("gone", timezone.now(), "killed") == 1
+    [job] = claim("gone", lease=3600)
+    log = StartLog(threads=1, batch_size=1)
+    log.record(0, job.pk)  # its code was running when the process died
+    assert maintenance.settle_dead_worker("gone", log, "killed", timezone.now()) == 1
     assert Job.objects.get(pk=result.id).status == JobStatus.QUEUED
 
 

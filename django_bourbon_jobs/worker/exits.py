@@ -82,15 +82,20 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def describe_exit(pid: int | None, exitcode: int | None, last_rss: int, oom_before: int | None) -> str:
-    """One sentence: how process ``pid`` ended, and whether the OOM killer did it."""
+def describe_exit(
+    pid: int | None, exitcode: int | None, last_rss: int, oom_kills: tuple[int | None, int | None]
+) -> str:
+    """One sentence: how process ``pid`` ended, and whether the OOM killer did it.
+
+    ``oom_kills`` is the cgroup's count before and after the process died.
+    """
     if exitcode is not None and exitcode < 0:
         how = f"was killed by {signal_name(-exitcode)} ({-exitcode})"
     else:
         how = f"exited with code {exitcode}"
     text = f"The worker process (pid {pid}) {how} during the attempt."
     if exitcode == -signal.SIGKILL:
-        oom_after = oom_kill_count()
+        oom_before, oom_after = oom_kills
         if oom_before is not None and oom_after is not None and oom_after > oom_before:
             text += (
                 " The kernel's OOM killer killed it"

@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.db import transaction
 from django.db.models import Subquery
@@ -18,7 +18,7 @@ from django.db.models import Subquery
 from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import WorkerLost
-from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus, Worker
+from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.serialization import error_record
 from django_bourbon_jobs.worker.announce import announce_outcome
@@ -78,32 +78,27 @@ def announce_settled(jobs: list[Job]) -> None:
         announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
 
 
-def _settle(jobs: JobQuerySet, now: datetime, reason: str, refund_unstarted: bool = False) -> int:
-    """Settle a bounded batch of lost attempts; rows locked by a live claimer are skipped."""
-    with transaction.atomic(using=jobs.db):
-        settled = settle_lost_attempts(
-            jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH],
-            jobs.db,
-            now,
-            reason,
-            _unless_reported_started if refund_unstarted else None,
-        )
+def rescue_expired_leases(now: datetime, using: str = "default") -> int:
+    """Jobs whose worker stopped heartbeating (killed, host lost) go back to the queue.
+
+    A bounded batch; rows locked by a live claimer are skipped.
+    """
+    jobs = Job.objects.db_manager(using).lease_expired(now)
+    reason = "The worker's lease expired before the attempt finished."
+    with transaction.atomic(using=using):
+        expired = jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH]
+        settled = settle_lost_attempts(expired, using, now, reason, _unless_reported_started)
     announce_settled(settled)
     return len(settled)
 
 
-def rescue_expired_leases(now: datetime, using: str = "default") -> int:
-    """Jobs whose worker stopped heartbeating (killed, host lost) go back to the queue."""
-    jobs = Job.objects.db_manager(using).lease_expired(now)
-    return _settle(
-        jobs, now, "The worker's lease expired before the attempt finished.", refund_unstarted=True
-    )
-
-
-def rescue_worker_jobs(worker_id: str, now: datetime, reason: str, using: str = "default") -> int:
-    """Settle every job a worker known to be gone still holds, without waiting for its lease."""
-    jobs = Job.objects.db_manager(using).held_by(worker_id)
-    return _settle(jobs, now, reason)
+def hand_back(worker_id: str, job_ids: list[Any], using: str = "default") -> int:
+    """Queue jobs ``worker_id`` claimed but never started, as if never claimed; announce it on commit."""
+    if not job_ids:
+        return 0
+    released = Job.objects.db_manager(using).release(worker_id, job_ids)
+    fastpath.publish_job_changes(job_ids, using)
+    return released
 
 
 def settle_dead_worker(
@@ -128,12 +123,10 @@ def settle_dead_worker(
         ran = [job for job in held if job.pk in running]
         came_back = [job for job in held if job.pk in returned]
         unstarted = [job.pk for job in held if job.pk not in running and job.pk not in returned]
-        released = jobs.release(worker_id, unstarted) if unstarted else 0
+        released = hand_back(worker_id, unstarted, using)
         settled = settle_lost_attempts(ran, using, now, reason + _running_together(ran))
         settled += settle_lost_attempts(came_back, using, now, reason, _returned)
     announce_settled(settled)
-    if unstarted:
-        fastpath.publish_job_changes(unstarted, using)
     return released + len(settled)
 
 

@@ -36,7 +36,7 @@ from django_bourbon_jobs.worker import claiming, db_connections, outcomes
 from django_bourbon_jobs.worker.announce import announce_outcome
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
 from django_bourbon_jobs.worker.lifeline import MemoryWatch, ParentWatch
-from django_bourbon_jobs.worker.maintenance import announce_settled, settle_lost_attempts
+from django_bourbon_jobs.worker.maintenance import announce_settled, hand_back, settle_lost_attempts
 from django_bourbon_jobs.worker.startlog import StartLog
 from django_bourbon_jobs.worker.wakeup import Wakeup, wakeup_for
 
@@ -364,10 +364,9 @@ class WorkerProcess:
             with self.lock:
                 self.finished[:0] = done
             raise
-        if len(settled) < len(done):
-            with self.lock:
-                self.finished[:0] = [job for job in done if job not in settled]
         with self.lock:
+            if len(settled) < len(done):
+                self.finished[:0] = [job for job in done if job not in settled]
             for job in settled:
                 self.started.discard(job.pk)
                 self.in_flight.pop(job.pk, None)
@@ -389,29 +388,33 @@ class WorkerProcess:
         Returns the jobs settled (written, or given up). A connection error
         propagates: the whole batch is written again once the database answers.
         """
-        try:
-            outcomes.record(self.config.using, self.worker_id, done)
+        refused = self._record(done)
+        if refused is None:
             return done
+        logger.warning(
+            "worker %s: writing %d outcomes failed (%s); one by one", self.worker_id, len(done), refused
+        )
+        return [job for job in done if self._store_one(job)]
+
+    def _record(self, jobs: list[Job]) -> Exception | None:
+        """Write outcomes; the error if the database refused them (a connection error propagates)."""
+        try:
+            outcomes.record(self.config.using, self.worker_id, jobs)
         except TRANSIENT_ERRORS:
             raise
-        except Exception as exc:  # noqa: BLE001  (one bad row must not hold back the batch)
-            logger.warning(
-                "worker %s: writing %d outcomes failed (%s); one by one", self.worker_id, len(done), exc
-            )
-        return [job for job in done if self._store_one(job)]
+        except Exception as exc:  # noqa: BLE001  (a row the database refuses must not stop the worker)
+            return exc
+        return None
 
     def _store_one(self, job: Job) -> bool:
         """Write one outcome; after ``OUTCOME_TRIES`` failures, settle the job as failed instead."""
-        try:
-            outcomes.record(self.config.using, self.worker_id, [job])
+        refused = self._record([job])
+        if refused is None:
             return True
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            tries = self.write_failures[job.pk] = self.write_failures.get(job.pk, 0) + 1
-            if tries < OUTCOME_TRIES:
-                return False
-            return self._give_up_outcome(job, exc)
+        tries = self.write_failures[job.id] = self.write_failures.get(job.id, 0) + 1
+        if tries < OUTCOME_TRIES:
+            return False
+        return self._give_up_outcome(job, refused)
 
     def _give_up_outcome(self, job: Job, exc: Exception) -> bool:
         """Replace an outcome the database keeps refusing with a failure that says why."""
@@ -427,11 +430,8 @@ class WorkerProcess:
         job.return_value = None
         job.progress = None
         job.mark_failed(error, now)
-        try:
-            outcomes.record(self.config.using, self.worker_id, [job])
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception as again:  # noqa: BLE001  (its lease will run out and the rescuer settles it)
+        again = self._record([job])
+        if again is not None:  # its lease will run out and the rescuer settles it
             logger.error("worker %s: giving up job %s to the rescuer: %s", self.worker_id, job.pk, again)
         return True
 
@@ -475,10 +475,7 @@ class WorkerProcess:
             stale, self.stale = self.stale, []
         if not stale:
             return
-        for job in stale:
-            self.in_flight.pop(job.pk, None)
-            self.lease_from.pop(job.id.int, None)
-        released = self.jobs.release(self.worker_id, [job.pk for job in stale])
+        released = self._hand_back(stale)
         logger.warning(
             "worker %s: %d prefetched job(s) not started: their lease ran out or they were rescued "
             "(%d handed back)",
@@ -513,13 +510,15 @@ class WorkerProcess:
                 break
             if job is not None:
                 unstarted.append(job)
-        for job in unstarted:
+        self._hand_back(unstarted)
+        return len(unstarted)
+
+    def _hand_back(self, jobs: list[Job]) -> int:
+        """Forget jobs this process will not start; those it still holds go back to the queue, uncharged."""
+        for job in jobs:
             self.in_flight.pop(job.pk, None)
             self.lease_from.pop(job.id.int, None)
-        if unstarted:
-            self.jobs.release(self.worker_id, [job.pk for job in unstarted])
-            fastpath.publish_job_changes([job.pk for job in unstarted], self.config.using)
-        return len(unstarted)
+        return hand_back(self.worker_id, [job.pk for job in jobs], self.config.using)
 
     def _settle_running(self, reason: str) -> None:
         """Requeue (or fail, with no attempts left) jobs still running when the process must go."""

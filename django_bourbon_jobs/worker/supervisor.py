@@ -74,7 +74,6 @@ class Supervisor:
         self.config = config
         self.processes = processes
         self.children: list[Child] = []
-        self._last_exit = ""
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("fork")
         self._next_maintenance = 0.0
@@ -132,29 +131,29 @@ class Supervisor:
         child.process.join()
         self.children.remove(child)
         code = child.process.exitcode
-        self._rescue(child)
+        ending = self._rescue(child)
         if self.stopping.is_set() or (self.config.burst and code == EXIT_OK):
             return
         if code not in (EXIT_OK, EXIT_RECYCLE):
-            logger.error("worker %s: %s Replacing it.", child.config.worker_id, self._last_exit)
+            logger.error("worker %s: %s Replacing it.", child.config.worker_id, ending)
         if code != EXIT_RECYCLE and time.monotonic() - child.started < RESTART_PAUSE:
             self.stopping.wait(RESTART_PAUSE)
         if not self.stopping.is_set():
             self._spawn()
 
-    def _rescue(self, child: Child) -> None:
-        """Settle a gone child's jobs: refund those it never started, charge the others with why."""
-        oom_before, self._oom_kills = self._oom_kills, oom_kill_count()
-        self._last_exit = describe_exit(
-            child.process.pid, child.process.exitcode, child.start_log.last_rss(), oom_before
+    def _rescue(self, child: Child) -> str:
+        """Settle a gone child's jobs: refund those it never started, charge the others with why.
+
+        Returns how the child ended, in words.
+        """
+        oom_kills = (self._oom_kills, oom_kill_count())
+        self._oom_kills = oom_kills[1]
+        ending = describe_exit(
+            child.process.pid, child.process.exitcode, child.start_log.last_rss(), oom_kills
         )
         try:
             maintenance.settle_dead_worker(
-                child.config.worker_id,
-                child.start_log,
-                self._last_exit,
-                timezone.now(),
-                self.config.using,
+                child.config.worker_id, child.start_log, ending, timezone.now(), self.config.using
             )
         except DatabaseError as exc:
             logger.warning(
@@ -163,6 +162,7 @@ class Supervisor:
             connections[self.config.using].close()
         finally:
             child.start_log.close()
+        return ending
 
     def _until_maintenance(self) -> float:
         return max(self._next_maintenance - time.monotonic(), 0.05)
