@@ -62,16 +62,28 @@ def _oom_counters() -> list[Path]:
     return [path for path in candidates if path.is_file()]
 
 
-def oom_kill_count() -> int | None:
-    """The memory cgroup's count of OOM kills, or ``None`` where it cannot be read."""
+def oom_kill_counter() -> Path | None:
+    """The file holding this process's memory cgroup's OOM kill count, or ``None`` where there is none.
+
+    Resolved once when the supervisor starts: its workers are forked into that cgroup.
+    """
     for path in _oom_counters():
-        try:
-            for line in path.read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            continue
+        if read_oom_kills(path) is not None:
+            return path
+    return None
+
+
+def read_oom_kills(counter: Path | None) -> int | None:
+    """The ``oom_kill`` count in ``counter``, or ``None`` where it cannot be read."""
+    if counter is None:
+        return None
+    try:
+        for line in counter.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        return None
     return None
 
 

@@ -6,6 +6,11 @@ the moment the supervisor dies (``prctl(PR_SET_PDEATHSIG)``), which starts the
 ordinary graceful stop; everywhere, :class:`ParentWatch` also notices that its
 parent changed (the loop checks at least once a second).
 
+**The OOM killer takes a worker, not its supervisor.** A worker process raises
+its ``oom_score_adj`` :data:`OOM_SCORE_RAISE` above its supervisor's, so when
+their memory cgroup runs out the kernel kills a worker, and the supervisor lives
+to settle that worker's jobs and start a new one. (Raising needs no privilege.)
+
 **Memory.** ``runworkers --max-memory MB`` retires a process whose resident
 memory passed the limit once its current jobs finish, as Celery's
 ``worker_max_memory_per_child`` does; the supervisor starts a fresh one.
@@ -29,6 +34,8 @@ logger = logging.getLogger("django_bourbon_jobs.worker")
 
 PR_SET_PDEATHSIG = 1
 MEMORY_CHECK_SECONDS = 1.0
+OOM_SCORE_RAISE = 500
+OOM_SCORE_ADJ = "/proc/self/oom_score_adj"
 
 
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> bool:
@@ -37,6 +44,18 @@ def set_parent_death_signal(signum: int = signal.SIGTERM) -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     return bool(libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
+
+
+def prefer_for_oom_kill(raise_by: int = OOM_SCORE_RAISE) -> int | None:
+    """Raise ``oom_score_adj`` by ``raise_by`` (at most to 1000); the new value, or None off Linux."""
+    try:
+        with open(OOM_SCORE_ADJ, "r+") as adj:
+            value = min(1000, int(adj.read()) + raise_by)
+            adj.seek(0)
+            adj.write(str(value))
+    except OSError:
+        return None
+    return value
 
 
 @dataclass

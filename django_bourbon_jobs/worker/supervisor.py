@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.worker import maintenance
-from django_bourbon_jobs.worker.exits import describe_exit, oom_kill_count
-from django_bourbon_jobs.worker.lifeline import set_parent_death_signal
+from django_bourbon_jobs.worker.exits import describe_exit, oom_kill_counter, read_oom_kills
+from django_bourbon_jobs.worker.lifeline import prefer_for_oom_kill, set_parent_death_signal
 from django_bourbon_jobs.worker.process import (
     EXIT_OK,
     EXIT_RECYCLE,
@@ -48,6 +48,7 @@ def _child_main(config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     set_parent_death_signal(signal.SIGTERM)
+    prefer_for_oom_kill()
     worker = WorkerProcess(config)
     worker.install_signal_handlers()
     if worker.parent.parent_gone():  # the supervisor died before the death signal was armed
@@ -77,7 +78,8 @@ class Supervisor:
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("fork")
         self._next_maintenance = 0.0
-        self._oom_kills = oom_kill_count()
+        self._oom_counter = oom_kill_counter()
+        self._oom_kills = read_oom_kills(self._oom_counter)
         # A signal handler writes here, so the wait for child exits wakes at once
         # (PEP 475 would otherwise resume the wait after the handler).
         self._wake_read, self._wake_write = os.pipe()
@@ -146,7 +148,7 @@ class Supervisor:
 
         Returns how the child ended, in words.
         """
-        oom_kills = (self._oom_kills, oom_kill_count())
+        oom_kills = (self._oom_kills, read_oom_kills(self._oom_counter))
         self._oom_kills = oom_kills[1]
         ending = describe_exit(
             child.process.pid, child.process.exitcode, child.start_log.last_rss(), oom_kills
