@@ -67,6 +67,10 @@ class BourbonSettings:
     """Largest JSON payload the HTTP API accepts."""
     API_MAX_PAYLOAD_DEPTH: int = 32
     """Deepest nesting of lists and objects the HTTP API accepts in a payload; deeper is a 400."""
+    STREAMS_PER_USER: int = 10
+    """Event streams (API and admin dashboard) one user may hold open in one process; more is a 429."""
+    STREAMS_PER_PROCESS: int = 500
+    """Event streams one server process holds open in all (each holds a thread); more is a 429."""
     REDIS_NAMESPACE: str | None = None
     """Prefix of every Redis channel; ``None``: the Redis cache's ``KEY_PREFIX`` and the database name."""
     WEBHOOK_SECRET: str = ""
@@ -101,6 +105,8 @@ _POSITIVE_INTEGERS = {
     "PRUNE_BATCH",
     "API_MAX_PAYLOAD_BYTES",
     "API_MAX_PAYLOAD_DEPTH",
+    "STREAMS_PER_USER",
+    "STREAMS_PER_PROCESS",
 }
 _TIMING_KEYS = ("HEARTBEAT_SECONDS", "LEASE_SECONDS")
 

@@ -7,32 +7,55 @@ returns True. A message is only a wake-up: what the reader sends is what the
 database holds (the system of record), so a lost, late or repeated message can
 delay an update but never make one wrong.
 
-Without Redis, or while it is unreachable, ``wait()`` returns True once per
-``poll_interval`` and, every so often (0.1 s doubling to 5 s), tries to subscribe
-again; it returns True right after it succeeds, since whatever was published while
+**One Redis connection per process.** The readers of a process share one
+subscription connection, owned by a :class:`Hub` and read by its one thread: a
+thousand open streams are one Redis client, not a connection pool that runs dry
+at a hundred. The hub subscribes to a channel while a reader wants it, drops it
+when the last one leaves, and closes its connection after :data:`IDLE_SECONDS`
+without readers.
+
+**One poll per process without Redis.** Readers of single jobs share a
+:class:`JobPoller`: one query every ``poll_interval`` reads the state of every
+watched job and wakes the readers whose job changed, so three hundred waiting
+streams cost two small queries a second, not six hundred connections.
+
+While Redis is configured but unreachable, ``wait()`` returns True once per
+``poll_interval``. The hub tries to connect again (0.1 s doubling to 5 s apart)
+and, subscribed again, wakes every reader once: whatever was published while
 nobody listened is lost. An outage is logged once per process, and so is its end.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connections
+from django.core.signals import setting_changed
+from django.db import connections, router
+from django.dispatch import receiver
 
 from django_bourbon_jobs import fastpath
+from django_bourbon_jobs.models import Job
 
 logger = logging.getLogger("django_bourbon_jobs.job_events")
 
 FIRST_RETRY = 0.1
 MAX_RETRY = 5.0
 CONFIRM_TIMEOUT = 2.0
-"""Seconds Redis gets to acknowledge a subscription before it counts as unreachable."""
+"""Seconds a new reader waits for Redis to acknowledge its subscription; it polls if none came."""
 DRAIN_LIMIT = 1000
-"""Messages taken per wake-up; a burst beyond it wakes the reader once more."""
+"""Messages taken per wake-up; a burst beyond it wakes the readers once more."""
+TICK = 0.05
+"""Longest wait of a hub's thread for a message: how soon a new reader's SUBSCRIBE is sent."""
+IDLE_SECONDS = 5.0
+"""A hub without readers for this long closes its Redis connection."""
+
+Key = tuple[str, str]
+"""``("channel", name)`` or ``("pattern", glob)``."""
 
 
 class _Outages:
@@ -65,6 +88,318 @@ class _Outages:
 outages = _Outages()
 
 
+class Subscription:
+    """One reader's channels and patterns, as its :class:`Hub` keeps them."""
+
+    def __init__(self, keys: frozenset[Key]) -> None:
+        self.keys = keys
+        self.woken = threading.Event()
+        """Set by a message on one of ``keys``, and when Redis is lost or back: read the database."""
+        self.settled = threading.Event()
+        """Set once Redis acknowledged every key, or the first attempt failed."""
+        self.listening = False
+        self.pending: set[Key] = set(keys)
+
+
+class Hub:
+    """This process's one pub/sub connection to the Redis of ``alias``, shared by every reader.
+
+    Only the hub's thread touches the connection; readers register under the lock and
+    wait on their own :class:`Subscription`'s events.
+    """
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self._lock = threading.Lock()
+        self._readers: dict[Key, set[Subscription]] = {}
+        self._sent: set[Key] = set()
+        """Asked of Redis on the current connection."""
+        self._active: set[Key] = set()
+        """Acknowledged by Redis on the current connection."""
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    def attach(self, keys: frozenset[Key]) -> Subscription:
+        subscription = Subscription(keys)
+        with self._lock:
+            for key in keys:
+                self._readers.setdefault(key, set()).add(subscription)
+            subscription.pending = set(keys - self._active)
+            if not subscription.pending:
+                subscription.listening = True
+                subscription.settled.set()
+            if self._thread is None:
+                name = f"bourbon-job-events-{self.alias}"
+                self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+                self._thread.start()
+        return subscription
+
+    def detach(self, subscription: Subscription) -> None:
+        with self._lock:
+            for key in subscription.keys:
+                readers = self._readers.get(key, set())
+                readers.discard(subscription)
+                if not readers:
+                    self._readers.pop(key, None)
+
+    def close(self) -> None:
+        """Stop the thread and drop the connection (the settings changed)."""
+        self._closing.set()
+
+    def _run(self) -> None:
+        delay, idle_since = FIRST_RETRY, time.monotonic()
+        pubsub: Any = None
+        while not self._closing.is_set():
+            with self._lock:
+                wanted = set(self._readers)
+            if wanted:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_SECONDS and self._retire():
+                break
+            try:
+                if pubsub is None:
+                    pubsub = fastpath.connection(self.alias).pubsub()
+                self._sync(pubsub, wanted)
+                self._route(pubsub)
+                delay = FIRST_RETRY
+            except Exception as exc:  # noqa: BLE001  (any client error means: poll until Redis answers)
+                _close_quietly(pubsub)
+                pubsub = None
+                self._lost(exc)
+                self._closing.wait(delay)
+                delay = min(delay * 2, MAX_RETRY)
+        _close_quietly(pubsub)
+
+    def _retire(self) -> bool:
+        """Forget the thread unless a reader came meanwhile; True when it may end."""
+        with self._lock:
+            if self._readers:
+                return False
+            self._thread = None
+            self._sent, self._active = set(), set()
+            return True
+
+    def _sync(self, pubsub: Any, wanted: set[Key]) -> None:
+        """Subscribe to what readers want and Redis was not asked for; drop what nobody wants now."""
+        with self._lock:
+            added, removed = wanted - self._sent, self._sent - wanted
+            self._active -= removed
+        _send(pubsub.subscribe, added, "channel")
+        _send(pubsub.psubscribe, added, "pattern")
+        _send(pubsub.unsubscribe, removed, "channel")
+        _send(pubsub.punsubscribe, removed, "pattern")
+        with self._lock:
+            self._sent = set(wanted)
+
+    def _route(self, pubsub: Any) -> None:
+        """Wait up to :data:`TICK`; take every message that arrived, then wake each reader once."""
+        to_wake: set[Subscription] = set()
+        message = pubsub.get_message(timeout=TICK)
+        for _ in range(DRAIN_LIMIT):
+            if message is None:
+                break
+            to_wake |= self._readers_of(message)
+            message = pubsub.get_message(timeout=0.0)
+        for subscription in to_wake:
+            subscription.woken.set()
+
+    def _readers_of(self, message: dict[str, Any]) -> set[Subscription]:
+        kind = message["type"]
+        if kind == "message":
+            key = ("channel", _text(message["channel"]))
+        elif kind == "pmessage":
+            key = ("pattern", _text(message["pattern"]))
+        else:
+            if kind in ("subscribe", "psubscribe"):
+                self._acknowledged(
+                    ("channel" if kind == "subscribe" else "pattern", _text(message["channel"]))
+                )
+            return set()
+        with self._lock:
+            return set(self._readers.get(key, ()))
+
+    def _acknowledged(self, key: Key) -> None:
+        """Redis acknowledged ``key``: its readers hear from now on (and read once if they were polling)."""
+        outages.back(self.alias)
+        with self._lock:
+            if key in self._sent:
+                self._active.add(key)
+            readers = list(self._readers.get(key, ()))
+        for subscription in readers:
+            subscription.pending.discard(key)
+            if subscription.pending or subscription.listening:
+                continue
+            subscription.listening = True
+            if subscription.settled.is_set():
+                subscription.woken.set()
+            subscription.settled.set()
+
+    def _lost(self, exc: Exception) -> None:
+        outages.lost(self.alias, exc)
+        with self._lock:
+            self._sent, self._active = set(), set()
+            readers = {subscription for group in self._readers.values() for subscription in group}
+        for subscription in readers:
+            subscription.pending = set(subscription.keys)
+            if subscription.listening:
+                subscription.listening = False
+                subscription.woken.set()
+            subscription.settled.set()
+
+
+def _send(command: Any, keys: set[Key], kind: str) -> None:
+    names = sorted(name for key_kind, name in keys if key_kind == kind)
+    if names:
+        command(*names)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _close_quietly(pubsub: Any) -> None:
+    if pubsub is None:
+        return
+    try:
+        pubsub.close()
+    except Exception:  # noqa: BLE001  (closing a dead connection may fail; nothing to do)
+        pass
+
+
+class _Hubs:
+    """This process's hubs, one per Redis alias; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._hubs: dict[str, Hub] = {}
+
+    def get(self, alias: str) -> Hub:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._hubs = os.getpid(), {}
+            if alias not in self._hubs:
+                self._hubs[alias] = Hub(alias)
+            return self._hubs[alias]
+
+    def close_all(self) -> None:
+        with self._lock:
+            closing, self._hubs = list(self._hubs.values()), {}
+        for hub in closing:
+            hub.close()
+
+
+hubs = _Hubs()
+
+
+@receiver(setting_changed)
+def _forget_hubs(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("CACHES", "TASKS", "BOURBON_JOBS"):
+        hubs.close_all()
+
+
+WATCHED_FIELDS = ("status", "attempts", "progress", "cancel_requested_at", "run_after", "started_at")
+"""What a job stream shows changes only when one of these does (with the row gone, it ends)."""
+POLL_CHUNK = 1000
+
+
+class JobPoller:
+    """Reads every watched job in one query per interval; wakes the watchers of jobs that changed.
+
+    Its own thread borrows a connection for each read and closes it; it ends when
+    nothing has been watched for :data:`IDLE_SECONDS`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watchers: dict[str, set[Subscription]] = {}
+        self._intervals: dict[Subscription, float] = {}
+        self._seen: dict[str, tuple[Any, ...] | None] = {}
+        self._thread: threading.Thread | None = None
+
+    def watch(self, job_id: object, interval: float) -> Subscription:
+        key = str(job_id)
+        subscription = Subscription(frozenset([("job", key)]))
+        with self._lock:
+            self._watchers.setdefault(key, set()).add(subscription)
+            self._intervals[subscription] = interval
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="bourbon-job-poller", daemon=True)
+                self._thread.start()
+        return subscription
+
+    def unwatch(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._intervals.pop(subscription, None)
+            for _, key in subscription.keys:
+                watchers = self._watchers.get(key, set())
+                watchers.discard(subscription)
+                if not watchers:
+                    self._watchers.pop(key, None)
+                    self._seen.pop(key, None)
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            with self._lock:
+                keys = list(self._watchers)
+                interval = min(self._intervals.values(), default=MAX_RETRY)
+            if keys:
+                idle_since = time.monotonic()
+                self._wake(self._changed(keys))
+            elif time.monotonic() - idle_since > IDLE_SECONDS and self._retire():
+                return
+            time.sleep(interval)
+
+    def _retire(self) -> bool:
+        with self._lock:
+            if self._watchers:
+                return False
+            self._thread = None
+            return True
+
+    def _changed(self, keys: list[str]) -> list[str]:
+        using = router.db_for_read(Job)
+        states: dict[str, tuple[Any, ...]] = {}
+        try:
+            for start in range(0, len(keys), POLL_CHUNK):
+                rows = Job.objects.using(using).filter(pk__in=keys[start : start + POLL_CHUNK])
+                states.update((str(row[0]), row[1:]) for row in rows.values_list("pk", *WATCHED_FIELDS))
+        except Exception:  # noqa: BLE001  (the thread must go on; each reader reads, and meets the error)
+            return keys
+        finally:
+            release_connection(using)
+        with self._lock:
+            # A job seen for the first time wakes its readers too: it may have changed since they read it.
+            changed = [key for key in keys if key not in self._seen or self._seen[key] != states.get(key)]
+            self._seen.update((key, states.get(key)) for key in keys if key in self._watchers)
+        return changed
+
+    def _wake(self, keys: list[str]) -> None:
+        with self._lock:
+            to_wake = [subscription for key in keys for subscription in self._watchers.get(key, ())]
+        for subscription in to_wake:
+            subscription.woken.set()
+
+
+class _Pollers:
+    """This process's poller; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._poller = JobPoller()
+
+    def get(self) -> JobPoller:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._poller = os.getpid(), JobPoller()
+            return self._poller
+
+
+pollers = _Pollers()
+
+
 class JobEvents:
     """Subscribes to job channels (or patterns) on entering; :meth:`wait` says when to read again."""
 
@@ -74,19 +409,24 @@ class JobEvents:
         poll_interval: float,
         channels: Sequence[str] = (),
         patterns: Sequence[str] = (),
+        job_id: object = None,
     ) -> None:
         self.alias = alias
         self.poll_interval = poll_interval
-        self.channels = list(channels)
-        self.patterns = list(patterns)
-        self._pubsub: Any = None
+        self.keys: frozenset[Key] = frozenset(
+            [("channel", name) for name in channels] + [("pattern", name) for name in patterns]
+        )
+        self.job_id = job_id
+        self._hub: Hub | None = None
+        self._subscription: Subscription | None = None
+        self._watch: Subscription | None = None
         self._next_poll = 0.0
-        self._retry_delay = FIRST_RETRY
-        self._next_retry = 0.0
 
     @classmethod
     def for_job(cls, job_id: object, poll_interval: float) -> JobEvents:
-        return cls(fastpath.configured_alias(), poll_interval, channels=[fastpath.job_channel(job_id)])
+        """One job's changes; without Redis, as the process's :class:`JobPoller` sees them."""
+        alias = fastpath.configured_alias()
+        return cls(alias, poll_interval, channels=[fastpath.job_channel(job_id)], job_id=job_id)
 
     @classmethod
     def for_all_jobs(cls, poll_interval: float) -> JobEvents:
@@ -101,104 +441,50 @@ class JobEvents:
     @property
     def listening(self) -> bool:
         """True while events come from Redis, False while the database is polled."""
-        return self._pubsub is not None
+        return self._subscription is not None and self._subscription.listening
 
     def __enter__(self) -> JobEvents:
-        self._subscribe()
+        if self.alias is not None and self.keys:
+            self._hub = hubs.get(self.alias)
+            self._subscription = self._hub.attach(self.keys)
+            self._subscription.settled.wait(CONFIRM_TIMEOUT)
+        elif self.job_id is not None:
+            self._watch = pollers.get().watch(self.job_id, self.poll_interval)
         self._next_poll = time.monotonic() + self.poll_interval
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._close()
+        if self._hub is not None and self._subscription is not None:
+            self._hub.detach(self._subscription)
+        if self._watch is not None:
+            pollers.get().unwatch(self._watch)
+        self._subscription = self._watch = None
 
     def wait(self, timeout: float) -> bool:
         """Block at most ``timeout`` seconds; True means: read the database now."""
-        if self._pubsub is not None:
-            return self._wait_for_message(timeout)
-        return self._wait_for_poll(timeout)
-
-    def _wait_for_message(self, timeout: float) -> bool:
-        try:
-            if self._pubsub.get_message(timeout=max(timeout, 0.0)) is None:
-                return False
-            self._drain()
-        except Exception as exc:  # noqa: BLE001  (any client error means: poll until Redis answers)
-            self._close()
-            self._lost(exc)
-            self._next_poll = time.monotonic() + self.poll_interval
-        # A message, a subscription confirmed again after a reconnect (what was published
-        # meanwhile is lost), or the connection gone: in each case the database knows better.
-        return True
-
-    def _drain(self) -> None:
-        """Take what else arrived meanwhile: one read of the database answers them all."""
-        for _ in range(DRAIN_LIMIT):
-            if self._pubsub.get_message(timeout=0.0) is None:
-                return
-
-    def _wait_for_poll(self, timeout: float) -> bool:
+        subscription = self._subscription
+        if subscription is not None and subscription.listening:
+            return _woken(subscription, timeout)
+        if self._watch is not None:
+            return _woken(self._watch, timeout)
         now = time.monotonic()
         wake_at = min(self._next_poll, now + max(timeout, 0.0))
-        if self.alias is not None:
-            wake_at = min(wake_at, self._next_retry)
-        time.sleep(max(wake_at - now, 0.0))
-        if self.alias is not None and time.monotonic() >= self._next_retry and self._subscribe():
-            return True
+        if subscription is None:
+            time.sleep(max(wake_at - now, 0.0))
+        elif _woken(subscription, wake_at - now):
+            return True  # subscribed again: what was published meanwhile is lost, so read
         if time.monotonic() >= self._next_poll:
             self._next_poll = time.monotonic() + self.poll_interval
             return True
         return False
 
-    def _subscribe(self) -> bool:
-        if self.alias is None:
-            return False
-        pubsub = None
-        try:
-            pubsub = fastpath.connection(self.alias).pubsub()
-            if self.channels:
-                pubsub.subscribe(*self.channels)
-            if self.patterns:
-                pubsub.psubscribe(*self.patterns)
-            _confirm(pubsub, len(self.channels) + len(self.patterns))
-        except Exception as exc:  # noqa: BLE001  (Redis down: poll, and try again later)
-            if pubsub is not None:
-                _close_quietly(pubsub)
-            self._lost(exc)
-            return False
-        self._pubsub = pubsub
-        self._retry_delay = FIRST_RETRY
-        outages.back(self.alias)
+
+def _woken(subscription: Subscription, timeout: float) -> bool:
+    """Cleared before the reader reads, so a message that arrives meanwhile wakes it again."""
+    if subscription.woken.wait(max(timeout, 0.0)):
+        subscription.woken.clear()
         return True
-
-    def _lost(self, exc: Exception) -> None:
-        assert self.alias is not None
-        outages.lost(self.alias, exc)
-        self._next_retry = time.monotonic() + self._retry_delay
-        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY)
-
-    def _close(self) -> None:
-        if self._pubsub is not None:
-            _close_quietly(self._pubsub)
-            self._pubsub = None
-
-
-def _confirm(pubsub: Any, count: int) -> None:
-    """Wait until Redis has acknowledged every subscription: from then on, nothing published is missed."""
-    deadline = time.monotonic() + CONFIRM_TIMEOUT
-    while count > 0:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("Redis did not acknowledge the subscription in time")
-        message = pubsub.get_message(timeout=left)
-        if message is not None and message["type"] in ("subscribe", "psubscribe"):
-            count -= 1
-
-
-def _close_quietly(pubsub: Any) -> None:
-    try:
-        pubsub.close()
-    except Exception:  # noqa: BLE001  (closing a dead connection may fail; nothing to do)
-        pass
+    return False
 
 
 def release_connection(using: str) -> None:

@@ -1,4 +1,12 @@
-"""The Server-Sent Events wire format, shared by the API's job stream and the admin dashboard's."""
+"""Server-Sent Events, shared by the API's job stream and the admin dashboard's: the wire format,
+the response that sends each event as it is produced, and the caps on open streams.
+
+An open stream holds a thread for up to minutes, and must not hold a database
+connection meanwhile: :func:`open_stream` takes a slot (per user and per process,
+``STREAMS_PER_USER`` and ``STREAMS_PER_PROCESS``; beyond them :class:`TooManyStreams`)
+and closes the connections the request used before the stream starts; the
+stream's own reads each borrow a connection and give it back.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, cast
 
@@ -18,6 +27,95 @@ RECONNECT_MS = 2000
 
 RETRY = f"retry: {RECONNECT_MS}\n\n"
 HEARTBEAT = ": heartbeat\n\n"
+FULL_RETRY_AFTER = 10
+"""The ``Retry-After`` seconds of a stream refused because too many are open."""
+
+
+class TooManyStreams(Exception):
+    """Refused: the user, or this process, holds as many open streams as allowed."""
+
+    retry_after = FULL_RETRY_AFTER
+
+
+class StreamSlots:
+    """The open streams of this process, counted in all and per user."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._per_user: Counter[object] = Counter()
+        self.open = 0
+
+    def take(self, user: object, per_user: int, per_process: int) -> Callable[[], None]:
+        """A slot for ``user``, or :class:`TooManyStreams`; calling what it returns gives it back."""
+        with self._lock:
+            if self._per_user[user] >= per_user:
+                raise TooManyStreams(f"You have {per_user} event streams open already; close one first.")
+            if self.open >= per_process:
+                raise TooManyStreams(
+                    "This server has as many event streams open as it allows; try again later."
+                )
+            self._per_user[user] += 1
+            self.open += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if released.is_set():
+                    return
+                released.set()
+                self.open -= 1
+                self._per_user[user] -= 1
+                if self._per_user[user] <= 0:
+                    del self._per_user[user]
+
+        return release
+
+
+slots = StreamSlots()
+
+
+def open_stream(
+    user: object, events: Iterator[str], per_user: int, per_process: int
+) -> StreamingHttpResponse:
+    """The response for ``events``, holding one of ``user``'s stream slots until it closes.
+
+    The request's database connections (the job's lookup, the session) are closed
+    first: under ASGI they would otherwise stay open on the request's thread until
+    the stream ends.
+    """
+    release = slots.take(user, per_user, per_process)
+    release_request_connections()
+    return stream_response(_Held(events, release))
+
+
+def release_request_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+class _Held:
+    """``events``, and the slot it gives back when closed (by the server, or Django's ``close()``)."""
+
+    def __init__(self, events: Iterator[str], release: Callable[[], None]) -> None:
+        self._events = events
+        self._release = release
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._events)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._events, "close", None)
+            # Under ASGI the stream's own thread and Django's close() may both get here.
+            with contextlib.suppress(ValueError):
+                if close is not None:
+                    close()
+        finally:
+            self._release()
 
 
 def format_event(event: str, data: str, event_id: str | None) -> str:

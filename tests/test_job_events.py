@@ -5,6 +5,7 @@ Against a ``redis-server`` of the test's own, which the tests stop and start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -207,3 +208,42 @@ def test_two_namespaces_on_one_redis_never_hear_each_other(redis_server: RedisSe
             assert events.wait(0.3) is False, "another namespace's event reached this one"
             redis.Redis(port=redis_server.port).publish(fastpath.job_channel("abc"), "{}")
             assert events.wait(5) is True
+
+
+@needs_redis_server
+def test_every_reader_of_a_process_shares_one_redis_connection(redis_server: RedisServer) -> None:
+    """Past ~100 streams a connection per stream ran the pool dry; one subscription client serves them all."""
+    client = redis.Redis(port=redis_server.port)
+
+    def pubsub_clients() -> int:
+        return sum(1 for entry in client.client_list() if "P" in entry["flags"])
+
+    with redis_settings(redis_server), contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(JobEvents.for_job(n, poll_interval=60)) for n in range(300)]
+        assert all(reader.listening for reader in readers)
+        assert pubsub_clients() == 1
+        assert redis_server.subscribers(fastpath.job_channel(299)) == 1
+        client.publish(fastpath.job_channel(7), "{}")
+        assert readers[7].wait(5) is True
+        assert [reader.wait(0) for reader in readers].count(True) == 0, "only job 7's reader woke"
+        second = stack.enter_context(JobEvents.for_job(7, poll_interval=60))
+        assert second.listening, "a channel already subscribed is heard at once"
+        client.publish(fastpath.job_channel(7), "{}")
+        assert second.wait(5) is True and readers[7].wait(5) is True
+    wait_until(lambda: redis_server.subscribers(fastpath.job_channel(7)) == 0, message="unsubscribed")
+    wait_until(lambda: pubsub_clients() == 0, timeout=job_events.IDLE_SECONDS + 5, message="closed when idle")
+
+
+def test_without_redis_one_poller_reads_every_watched_job_and_wakes_only_the_changed_ones() -> None:
+    jobs = [make_job() for _ in range(200)]
+    with contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(JobEvents.for_job(job.pk, poll_interval=0.1)) for job in jobs]
+        assert not any(reader.listening for reader in readers)
+        # The first read of each job wakes its reader once (it may have changed since the reader's read).
+        assert all(reader.wait(5) for reader in readers)
+        assert [reader.wait(0.3) for reader in readers[:5]] == [False] * 5, "nothing changed: no wake-up"
+        Job.objects.filter(pk=jobs[42].pk).update(progress={"current": 1})
+        assert readers[42].wait(5) is True
+        assert [reader.wait(0) for reader in readers].count(True) == 0, "only job 42's reader woke"
+        Job.objects.filter(pk=jobs[7].pk).delete()
+        assert readers[7].wait(5) is True, "a job that is gone wakes its reader (whose stream then ends)"

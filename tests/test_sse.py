@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
-import socket
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
@@ -25,57 +18,10 @@ from django_bourbon_jobs import cancel, fastpath, job_events
 from django_bourbon_jobs.api.events import JobStream
 from django_bourbon_jobs.api.views import JobViewSet
 from django_bourbon_jobs.models import Job
-from tests.conftest import (
-    ROOT,
-    RedisServer,
-    drain,
-    needs_redis_server,
-    redis_settings,
-    subprocess_env,
-    wait_until,
-)
+from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings, wait_until
+from tests.streams import EventReader, Uvicorn
 
 API = "/api/jobs/"
-
-
-class EventReader:
-    """A minimal SSE client over http.client: one parsed block per :meth:`next`."""
-
-    def __init__(
-        self, base_url: str, path: str, cookie: str, last_event_id: str | None = None, timeout: float = 15
-    ) -> None:
-        parts = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-        headers = {"Accept": "text/event-stream", "Cookie": cookie}
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        self.conn.request("GET", path, headers=headers)
-        self.response = self.conn.getresponse()
-
-    def blocks(self) -> Iterator[dict[str, Any]]:
-        block: dict[str, Any] = {}
-        for raw in self.response:
-            line = raw.decode().rstrip("\n")
-            if not line:
-                if block:
-                    yield block
-                block = {}
-            elif line.startswith(":"):
-                block.setdefault("comments", []).append(line[1:].strip())
-            else:
-                field, _, value = line.partition(": ")
-                block[field] = block[field] + "\n" + value if field in block else value
-
-    def next_event(self) -> dict[str, Any] | None:
-        """The next block with an ``event``, its data decoded; ``None`` when the stream ends."""
-        for block in self.blocks():
-            if "event" in block:
-                block["data"] = json.loads(block["data"])
-                return block
-        return None
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 @pytest.fixture
@@ -166,25 +112,6 @@ def test_events_follow_a_job_to_the_end_and_a_reconnect_misses_nothing(
     done.close()
 
 
-class Uvicorn:
-    """The test project served by uvicorn (ASGI) in a subprocess, against the test database."""
-
-    def __init__(self, **env: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "uvicorn", "tests.asgi:application", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            [*command, "--log-level", "warning"], env=subprocess_env(**env), cwd=ROOT
-        )
-        wait_until(lambda: _accepts(self.port), timeout=30, message="uvicorn listening")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
 def test_under_asgi_each_event_is_sent_as_it_happens(alice: User) -> None:
     """Django would otherwise read the whole (synchronous) stream before sending any of it."""
     server = Uvicorn()
@@ -225,11 +152,6 @@ def test_under_asgi_a_client_that_leaves_gives_up_its_subscription(
             wait_until(lambda: redis_server.subscribers(channel) == 0, timeout=15, message="unsubscribed")
     finally:
         server.stop()
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_heartbeats_keep_an_idle_stream_alive_until_its_time_is_up(

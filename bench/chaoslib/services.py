@@ -34,8 +34,9 @@ def as_postgres(command: list[str]) -> list[str]:
 class Postgres:
     """A throw-away PostgreSQL cluster on a spare port, with its socket in the work directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, max_connections: int = 400) -> None:
         self.workdir = workdir
+        self.max_connections = max_connections
         self.data = workdir / "pgdata"
         self.sockets = workdir / "pgsock"
         self.logfile = self.sockets / "postgres.log"
@@ -61,7 +62,7 @@ class Postgres:
     def start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.sockets}"
-            " -c fsync=off -c full_page_writes=off -c max_connections=400"
+            f" -c fsync=off -c full_page_writes=off -c max_connections={self.max_connections}"
         )
         self._run(
             "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.logfile), "-o", options

@@ -33,9 +33,10 @@ from django_bourbon_jobs.admin.filters import (
 )
 from django_bourbon_jobs.admin.live import DashboardStream
 from django_bourbon_jobs.admin.paginator import CappedCountPaginator
+from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job, Worker
-from django_bourbon_jobs.sse import stream_response
+from django_bourbon_jobs.sse import TooManyStreams, open_stream
 
 JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
     "payload": lambda job: {"args": job.args, "kwargs": job.kwargs},
@@ -173,7 +174,13 @@ class JobAdmin(JobAdminBase):
             heartbeat_interval=self.dashboard_heartbeat_interval,
             max_seconds=self.dashboard_max_seconds,
         )
-        return stream_response(iter(stream))
+        limits = get_settings()
+        try:
+            return open_stream(
+                request.user.pk, iter(stream), limits.STREAMS_PER_USER, limits.STREAMS_PER_PROCESS
+            )
+        except TooManyStreams as exc:
+            return HttpResponse(str(exc), status=429, headers={"Retry-After": str(exc.retry_after)})
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         refused = "Only a failed or cancelled job can be retried."

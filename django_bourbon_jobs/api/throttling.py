@@ -1,4 +1,4 @@
-"""The dispatch throttle: per user, with a safe default rate the project can change the DRF way."""
+"""The dispatch and stream throttles: per user, with safe default rates the project can change the DRF way."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ class DispatchRateThrottle(UserRateThrottle):
         rates = api_settings.DEFAULT_THROTTLE_RATES
         rate = rates[self.scope] if self.scope in rates else self.default_rate
         return None if rate is None else str(rate)
+
+
+class StreamRateThrottle(DispatchRateThrottle):
+    """Limits how often one user may open ``GET /jobs/<id>/events/`` (reconnects included).
+
+    ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["bourbon_jobs.stream"]``; without it,
+    :attr:`default_rate`. How many may be open at once is ``STREAMS_PER_USER``.
+    """
+
+    scope = "bourbon_jobs.stream"
+    default_rate = "120/minute"

@@ -1,6 +1,7 @@
 """The jobs API: dispatch, status, list, cancel, retry and live events.
 
 Policy is in class attributes (``permission_classes``, ``dispatch_throttle_classes``,
+``stream_throttle_classes``,
 ``pagination_class``, the stream's intervals); subclass :class:`JobViewSet` and
 route your subclass to change it.
 """
@@ -20,7 +21,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -40,12 +41,12 @@ from django_bourbon_jobs.api.serializers import (
     job_urls,
     storable_text,
 )
-from django_bourbon_jobs.api.throttling import DispatchRateThrottle
+from django_bourbon_jobs.api.throttling import DispatchRateThrottle, StreamRateThrottle
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import dispatch_async, request_cancel
 from django_bourbon_jobs.exceptions import InvalidCallbackURL, InvalidPayload
 from django_bourbon_jobs.models import Job, JobStatus
-from django_bourbon_jobs.sse import stream_response
+from django_bourbon_jobs.sse import TooManyStreams, open_stream
 
 ENVELOPE_BYTES = 8192
 """Room for the other dispatch fields on top of ``API_MAX_PAYLOAD_BYTES`` before a body is refused unread."""
@@ -100,6 +101,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     serializer_class = JobSerializer
     permission_classes = [IsAuthenticated, JobPermission]
     dispatch_throttle_classes = [DispatchRateThrottle]
+    stream_throttle_classes = [StreamRateThrottle]
     pagination_class = JobPagination
     parser_classes = [BoundedJSONParser]
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
@@ -116,6 +118,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         throttles = super().get_throttles()
         if self.action == "create":
             throttles += [throttle() for throttle in self.dispatch_throttle_classes]
+        if self.action == "events":
+            throttles += [throttle() for throttle in self.stream_throttle_classes]
         return throttles
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -251,4 +255,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             if stream.last_event_id and stream.last_event_id == stream.snapshot(job)[1]:
                 return HttpResponse(status=status.HTTP_204_NO_CONTENT)
-        return stream_response(iter(stream))
+        limits = get_settings()
+        try:
+            return open_stream(
+                request.user.pk, iter(stream), limits.STREAMS_PER_USER, limits.STREAMS_PER_PROCESS
+            )
+        except TooManyStreams as exc:
+            raise Throttled(wait=exc.retry_after, detail=str(exc)) from None
