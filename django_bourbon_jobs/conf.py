@@ -8,6 +8,7 @@ Every key has a default. :func:`validate` names each bad key; the system check
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -79,6 +80,8 @@ class BourbonSettings:
     """Hosts webhooks may be sent to; ``.example.com`` matches the domain and its subdomains."""
     WEBHOOK_ALLOWED_PORTS: Sequence[int] = (443, 80)
     """Ports webhooks may be sent to; any other port on an allowed host is refused (no port scans)."""
+    WEBHOOK_ALLOWED_NETWORKS: Sequence[str] = field(default_factory=list)
+    """Non-public networks webhooks may reach (``"10.0.0.0/8"``); public addresses need no listing."""
     WEBHOOK_TIMEOUT: float = 10.0
     """Seconds one webhook delivery attempt may take."""
 
@@ -149,6 +152,8 @@ def _check_key(key: str, value: object) -> str | None:
         return "must be a string, or None to derive it from KEY_PREFIX and the database name"
     if key == "WEBHOOK_ALLOWED_PORTS" and not _is_port_list(value):
         return "must be a list of port numbers (1-65535)"
+    if key == "WEBHOOK_ALLOWED_NETWORKS" and not _is_network_list(value):
+        return "must be a list of networks such as '10.0.0.0/8' or '::1/128'"
     if key == "WEBHOOK_SECRET" and not isinstance(value, str):
         return "must be a string"
     if key == "DEFAULT_BACKOFF":
@@ -171,6 +176,17 @@ def _is_port_list(value: object) -> bool:
     return isinstance(value, list | tuple) and all(
         isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535 for port in value
     )
+
+
+def _is_network_list(value: object) -> bool:
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        return False
+    try:
+        for item in value:
+            ipaddress.ip_network(item)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_retention(value: object) -> str | None:

@@ -5,22 +5,36 @@ When a job with a ``callback_url`` ends ``succeeded`` or ``failed``, a receiver 
 final state as JSON, signed with ``WEBHOOK_SECRET``, and is retried with the
 default backoff until the receiver answers ``2xx``. Redirects are not followed.
 
-The signature header reads ``Bourbon-Signature: t=<unix seconds>,v1=<hex>``,
-where ``<hex>`` is ``HMAC-SHA256(WEBHOOK_SECRET, f"{t}.{body}")``; receivers
-check it with :func:`verify_signature` (or its few lines, in any language).
+The signature header reads ``Bourbon-Signature: t=<unix seconds>,v1=<hex>,v2=<hex>``:
+``v1`` is ``HMAC-SHA256(WEBHOOK_SECRET, f"{t}.{body}")``, and ``v2`` signs the
+``Bourbon-Event`` and ``Bourbon-Job-Id`` headers too,
+``HMAC-SHA256(WEBHOOK_SECRET, f"{t}.{event}.{job_id}.{body}")``; receivers check
+them with :func:`verify_signature` (or its few lines, in any language).
+
+**Not a port scanner.** A delivery goes only to an allowed host and port
+(checked at dispatch and again at delivery), resolves the host once, refuses
+private, loopback, link-local and other non-public addresses unless
+``WEBHOOK_ALLOWED_NETWORKS`` lists them, and connects to the very address it
+checked (no second lookup for DNS to answer differently). What went wrong is
+not told to the dispatcher, who sees a delivery job's errors: each says only
+:data:`NOT_DELIVERED`, and the reason (the status the receiver answered, a
+refused or timed-out connection, a refused address) is in the error's
+traceback, which only operators see (``view_job``, the admin).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import logging
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
+from urllib.parse import SplitResult, urlsplit
 
 from django.dispatch import receiver
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS
@@ -37,10 +51,27 @@ DEFAULT_TOLERANCE = 300.0
 """Seconds a signature's timestamp may be off before :func:`verify_signature` rejects it."""
 NOTIFIED_STATUSES = frozenset({"succeeded", "failed"})
 DELIVERY_ATTEMPTS = 8
+NOT_DELIVERED = "The webhook was not delivered; operators can see why in the admin."
+"""The only words a delivery's dispatcher sees about a failed attempt."""
 
 
 class WebhookDeliveryFailed(BourbonJobsError):
-    """The receiver did not answer ``2xx`` (or could not be reached); the delivery is retried."""
+    """The receiver did not answer ``2xx`` (or could not be reached); the delivery is retried.
+
+    Its message is :data:`NOT_DELIVERED`; the reason is its cause, a :class:`DeliveryProblem`.
+    """
+
+    def __init__(self, message: str = NOT_DELIVERED) -> None:
+        super().__init__(message)
+
+
+class DeliveryProblem(BourbonJobsError):
+    """Why an attempt failed, in the operator's words: kept in the traceback, not in the message."""
+
+
+def _failed(detail: str) -> NoReturn:
+    """Raise :class:`WebhookDeliveryFailed` from a :class:`DeliveryProblem` that says ``detail``."""
+    raise WebhookDeliveryFailed() from DeliveryProblem(detail)
 
 
 def host_allowed(host: str, allowed: list[str] | tuple[str, ...]) -> bool:
@@ -79,19 +110,83 @@ def check_callback_url(url: str) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if port not in conf.WEBHOOK_ALLOWED_PORTS:
         raise InvalidCallbackURL(f"Port {port} is not in BOURBON_JOBS['WEBHOOK_ALLOWED_PORTS'].")
+    literal = _ip_literal(host)
+    if literal is not None and not address_allowed(literal):
+        raise InvalidCallbackURL(
+            f"{host} is not a public address; list its network in BOURBON_JOBS['WEBHOOK_ALLOWED_NETWORKS']."
+        )
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``Bourbon-Signature`` header value for ``body`` sent at ``timestamp``."""
-    message = f"{timestamp}.".encode() + body
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A public address, or one in ``WEBHOOK_ALLOWED_NETWORKS``."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    networks = [ipaddress.ip_network(network) for network in get_settings().WEBHOOK_ALLOWED_NETWORKS]
+    if any(address in network for network in networks):
+        return True
+    return address.is_global and not address.is_multicast
+
+
+def resolve(host: str, port: int) -> str:
+    """The one address a delivery connects to; :class:`WebhookDeliveryFailed` if any answer is refused.
+
+    Every address the name resolves to must be allowed: a name that answers with a
+    public and a private address is refused, not tried until the private one is reached.
+    """
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        _failed(f"{host} could not be resolved: {exc}.")
+    addresses = [ipaddress.ip_address(str(answer[4][0]).split("%")[0]) for answer in answers]
+    refused = [str(address) for address in addresses if not address_allowed(address)]
+    if refused or not addresses:
+        _failed(
+            f"{host} resolves to {', '.join(refused) or 'nothing'}, not a public address: list its "
+            "network in BOURBON_JOBS['WEBHOOK_ALLOWED_NETWORKS'] to allow it."
+        )
+    return str(addresses[0])
+
+
+def _digest(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign(
+    secret: str, body: bytes, timestamp: int, event: str | None = None, job_id: str | None = None
+) -> str:
+    """The ``Bourbon-Signature`` header value for ``body`` sent at ``timestamp``.
+
+    With ``event`` and ``job_id`` (the ``Bourbon-Event`` and ``Bourbon-Job-Id`` headers)
+    it carries ``v2`` as well, which signs them too.
+    """
+    header = f"t={timestamp},v1={_digest(secret, f'{timestamp}.'.encode() + body)}"
+    if event is not None and job_id is not None:
+        header += f",v2={_digest(secret, f'{timestamp}.{event}.{job_id}.'.encode() + body)}"
+    return header
 
 
 def verify_signature(
-    secret: str, body: bytes, header: str, tolerance: float = DEFAULT_TOLERANCE, now: float | None = None
+    secret: str,
+    body: bytes,
+    header: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    now: float | None = None,
+    *,
+    event: str | None = None,
+    job_id: str | None = None,
 ) -> bool:
-    """True if ``header`` signs ``body`` with ``secret`` and its timestamp is within ``tolerance``."""
+    """True if ``header`` signs ``body`` with ``secret`` and its timestamp is within ``tolerance``.
+
+    Pass the ``Bourbon-Event`` and ``Bourbon-Job-Id`` headers as ``event`` and ``job_id``
+    to check that they were signed too (``v2``); without them only the body is (``v1``).
+    """
     try:
         fields = dict(item.split("=", 1) for item in header.split(","))
         timestamp = int(fields["t"])
@@ -99,8 +194,10 @@ def verify_signature(
         return False
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
+    if event is not None or job_id is not None:
+        expected = _digest(secret, f"{timestamp}.{event}.{job_id}.".encode() + body)
+        return hmac.compare_digest(expected, fields.get("v2", ""))
+    return hmac.compare_digest(_digest(secret, f"{timestamp}.".encode() + body), fields.get("v1", ""))
 
 
 def final_state(job: Any) -> dict[str, Any]:
@@ -135,26 +232,57 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
-        raise WebhookDeliveryFailed(
-            f"The receiver redirected ({code}) to {newurl}; redirects are not followed."
-        )
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to ``address``, whatever ``host`` (sent as ``Host``) resolves to now."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to ``address``; the certificate is checked against ``host`` (and sent as SNI)."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST ``body``; the status code, or :class:`WebhookDeliveryFailed` for anything but 2xx."""
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    """POST ``body`` to the checked address of ``url``'s host: its 2xx status, or a failure to retry.
+
+    Redirects are not followed; the answer's body is not read.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    address = resolve(host, port)
+    kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+    connection = kind(host, port, address, timeout)
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        raise WebhookDeliveryFailed(f"The receiver answered {exc.code} {exc.reason}.") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise WebhookDeliveryFailed(f"The receiver could not be reached: {exc}.") from None
+        connection.request("POST", _target(parts), body=body, headers=headers)
+        response = connection.getresponse()
+    except (OSError, http.client.HTTPException) as exc:
+        _failed(f"The receiver at {address} could not be reached: {exc}.")
+    finally:
+        connection.close()
+    if 300 <= response.status < 400:
+        where = response.getheader("Location", "")
+        _failed(f"The receiver redirected ({response.status}) to {where}; redirects are not followed.")
+    if not 200 <= response.status < 300:
+        _failed(f"The receiver answered {response.status} {response.reason}.")
+    return int(response.status)
+
+
+def _target(parts: SplitResult) -> str:
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def deliver_webhook(payload: dict[str, Any]) -> dict[str, Any]:
@@ -166,12 +294,13 @@ def deliver_webhook(payload: dict[str, Any]) -> dict[str, Any]:
         raise Fail(str(exc)) from None  # the settings changed since dispatch: never retried
     conf = get_settings()
     body = encode(payload["body"])
+    event, job_id = payload["body"]["event"], payload["body"]["job"]["job_id"]
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "django-bourbon-jobs webhook",
-        SIGNATURE_HEADER: sign(conf.WEBHOOK_SECRET, body, int(time.time())),
-        "Bourbon-Event": payload["body"]["event"],
-        "Bourbon-Job-Id": payload["body"]["job"]["job_id"],
+        SIGNATURE_HEADER: sign(conf.WEBHOOK_SECRET, body, int(time.time()), event, job_id),
+        "Bourbon-Event": event,
+        "Bourbon-Job-Id": job_id,
     }
     status = post(url, body, headers, conf.WEBHOOK_TIMEOUT)
     return {"url": url, "status_code": status}

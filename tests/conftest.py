@@ -190,3 +190,28 @@ def redis_settings(server: RedisServer) -> Any:
 
     caches = {**settings_redis.CACHES, "jobs": {**settings_redis.CACHES["jobs"], "LOCATION": server.url}}
     return override_settings(CACHES=caches, TASKS=settings_redis.TASKS)
+
+
+def close_response(response: Any) -> None:
+    """Close a test client's response (a stream gives its slot back) without closing the test's connection.
+
+    Closing sends ``request_finished``, whose ``close_old_connections`` would close the
+    connection of a test that runs in a transaction; Django's test client disconnects it
+    around its own close, and so does this.
+    """
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
+@pytest.fixture(autouse=True)
+def fresh_stream_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open streams are counted per process; a test's unclosed stream must not count against the next."""
+    from django_bourbon_jobs import sse
+
+    monkeypatch.setattr(sse, "slots", sse.StreamSlots())

@@ -107,6 +107,8 @@ BOURBON_JOBS = {
     },
     "WEBHOOK_SECRET": "tests-webhook-secret",
     "WEBHOOK_ALLOWED_HOSTS": ["127.0.0.1", "localhost", ".example.com"],
+    # The tests' receivers listen on loopback, which webhooks refuse unless it is listed.
+    "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
     "WEBHOOK_TIMEOUT": 5.0,
     **BOURBON_JOBS,
 }

@@ -388,16 +388,20 @@ def test_djangos_per_row_delete_action_is_replaced(admin_client):
 # Permissions
 
 
-def test_view_permission_lists_and_shows_jobs_without_actions(client, django_user_model):
+def test_view_permission_shows_others_jobs_without_acting_on_them(client, django_user_model):
     client.force_login(staff(django_user_model, "view_job"))
     job = failed_job()
     response = client.get(JOBS)
     assert response.status_code == 200
-    assert response.context["action_form"] is None  # no action the user may run
+    assert [row.pk for row in response.context["cl"].result_list] == [job.pk]
     page = client.get(reverse("admin:bourbon_jobs_job_change", args=[job.pk])).content.decode()
     assert reverse("admin:bourbon_jobs_job_retry", args=[job.pk]) not in page
     assert client.post(reverse("admin:bourbon_jobs_job_retry", args=[job.pk])).status_code == 403
-    action(client, JOBS, "retry_jobs", [job])
+    said = messages_of(action(client, JOBS, "retry_jobs", [job]))
+    assert said == [
+        "Queued 0 jobs again. Only your own jobs were considered: "
+        "to retry others' you need the retry_job permission."
+    ]
     assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
 
 
@@ -405,30 +409,44 @@ def test_support_staff_can_retry_but_not_delete(client, django_user_model):
     client.force_login(staff(django_user_model, "view_job", "retry_job"))
     job = failed_job()
     actions = client.get(JOBS).context["cl"].model_admin.get_actions(client.get(JOBS).wsgi_request)
-    assert set(actions) == {"retry_jobs"}
+    assert "delete_jobs" not in actions
     action(client, JOBS, "delete_jobs", [job], post="yes")
     assert Job.objects.filter(pk=job.pk).exists()
     assert messages_of(action(client, JOBS, "retry_jobs", [job])) == ["Queued 1 job again."]
 
 
-@pytest.mark.parametrize(
-    "codenames, expected",
-    [
-        (("view_job", "cancel_job"), {"cancel_jobs"}),
-        (("view_job", "delete_job"), {"delete_jobs"}),
-        (("view_job", "retry_job", "cancel_job", "delete_job"), {"retry_jobs", "cancel_jobs", "delete_jobs"}),
-    ],
-)
-def test_each_action_follows_its_permission(client, django_user_model, codenames, expected):
+@pytest.mark.parametrize("codenames, deletes", [(("view_job",), False), (("view_job", "delete_job"), True)])
+def test_retry_and_cancel_are_offered_to_all_delete_only_with_its_permission(
+    client, django_user_model, codenames, deletes
+):
+    """Retry and cancel narrow the selection to what the user may act on (their own jobs at least)."""
     client.force_login(staff(django_user_model, *codenames))
     response = client.get(JOBS)
-    assert set(response.context["cl"].model_admin.get_actions(response.wsgi_request)) == expected
+    offered = set(response.context["cl"].model_admin.get_actions(response.wsgi_request))
+    assert offered == {"retry_jobs", "cancel_jobs"} | ({"delete_jobs"} if deletes else set())
 
 
-@pytest.mark.parametrize("url", [JOBS, FAILURES, DASHBOARD])
-def test_without_view_permission_nothing_is_shown(client, django_user_model, url):
-    client.force_login(staff(django_user_model))
-    assert client.get(url).status_code == 403
+def test_without_view_permission_staff_see_and_act_on_their_own_jobs_only(client, django_user_model):
+    support = staff(django_user_model)
+    client.force_login(support)
+    mine, theirs = failed_job(dispatched_by=support), failed_job()
+    for url in (JOBS, FAILURES):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert [row.pk for row in response.context["cl"].result_list] == [mine.pk]
+    assert (
+        client.get(reverse("admin:bourbon_jobs_job_change", args=[theirs.pk]), follow=True).status_code == 200
+    )
+    assert theirs.pk not in [row.pk for row in client.get(JOBS).context["cl"].result_list], (
+        "another user's job is not listed"
+    )
+    page = client.get(reverse("admin:bourbon_jobs_job_change", args=[mine.pk])).content.decode()
+    assert reverse("admin:bourbon_jobs_job_retry", args=[mine.pk]) in page
+    assert client.post(reverse("admin:bourbon_jobs_job_retry", args=[theirs.pk])).status_code == 404
+    action(client, JOBS, "retry_jobs", [mine, theirs])
+    assert Job.objects.get(pk=mine.pk).status == JobStatus.QUEUED
+    assert Job.objects.get(pk=theirs.pk).status == JobStatus.FAILED
+    assert client.get(DASHBOARD).status_code == 403, "the dashboard counts everyone's jobs"
 
 
 # Dashboard and workers

@@ -19,6 +19,7 @@ from django_bourbon_jobs.exceptions import InvalidCallbackURL
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.signals import job_finished
 from django_bourbon_jobs.webhooks import (
+    NOT_DELIVERED,
     SIGNATURE_HEADER,
     check_callback_url,
     deliver_webhook,
@@ -188,6 +189,17 @@ def test_dispatch_async_checks_the_callback(db: None) -> None:
 # The signature
 
 
+def test_v2_signs_the_event_and_job_id_headers_too() -> None:
+    body, now = b"{}", 1_700_000_000
+    header = sign(SECRET, body, now, "job.succeeded", "abc")
+    assert verify_signature(SECRET, body, header, now=now)  # v1, the body alone, still checks
+    assert verify_signature(SECRET, body, header, now=now, event="job.succeeded", job_id="abc")
+    assert not verify_signature(SECRET, body, header, now=now, event="job.succeeded", job_id="abd")
+    assert not verify_signature(
+        SECRET, body, sign(SECRET, body, now), now=now, event="job.succeeded", job_id="abc"
+    )
+
+
 def test_signature_round_trip_and_tampering() -> None:
     body = b'{"event":"job.succeeded"}'
     now = 1_700_000_000
@@ -217,6 +229,9 @@ def test_a_succeeded_job_is_delivered_signed(alice: User, receiver: Receiver) ->
     assert headers["Content-Type"] == "application/json"
     assert headers["Bourbon-Event"] == "job.succeeded"
     assert headers["Bourbon-Job-Id"] == job_id
+    signature = headers[SIGNATURE_HEADER]
+    assert verify_signature(SECRET, request["body"], signature, event="job.succeeded", job_id=job_id)
+    assert not verify_signature(SECRET, request["body"], signature, event="job.failed", job_id=job_id)
     body = json.loads(request["body"])
     assert body["event"] == "job.succeeded"
     assert body["job"]["job_id"] == job_id
@@ -248,10 +263,13 @@ def test_a_failing_receiver_is_retried(alice: User, receiver: Receiver) -> None:
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.SUCCEEDED
     assert delivered.attempts == 3
-    assert [e["message"] for e in delivered.errors] == [
-        "The receiver answered 500 Internal Server Error.",
-        "The receiver answered 503 Service Unavailable.",
-    ]
+    # The dispatcher is told nothing about the receiver; the operator reads why in the traceback.
+    assert [e["message"] for e in delivered.errors] == [NOT_DELIVERED] * 2
+    assert (
+        "DeliveryProblem: The receiver answered 500 Internal Server Error."
+        in delivered.errors[0]["traceback"]
+    )
+    assert "The receiver answered 503 Service Unavailable." in delivered.errors[1]["traceback"]
     assert len(receiver.requests) == 3
     # Each attempt is signed afresh; the body is the same.
     assert len({r["body"] for r in receiver.requests}) == 1
@@ -263,7 +281,8 @@ def test_redirects_are_not_followed(alice: User, receiver: Receiver) -> None:
     dispatch(alice, callback_url=receiver.url)
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.FAILED
-    assert "redirects are not followed" in delivered.errors[0]["message"]
+    assert delivered.errors[0]["message"] == NOT_DELIVERED
+    assert "redirects are not followed" in delivered.errors[0]["traceback"]
     assert {r["path"] for r in receiver.requests} == {"/hook"}
 
 
@@ -275,8 +294,9 @@ def test_a_slow_receiver_times_out(alice: User, receiver: Receiver, settings: An
     receiver.delay = 0
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.SUCCEEDED
-    assert "could not be reached" in delivered.errors[0]["message"]
-    assert "timed out" in delivered.errors[0]["message"]
+    assert delivered.errors[0]["message"] == NOT_DELIVERED
+    assert "could not be reached" in delivered.errors[0]["traceback"]
+    assert "timed out" in delivered.errors[0]["traceback"]
 
 
 def test_a_host_removed_from_the_allow_list_is_not_called(
@@ -306,3 +326,67 @@ def test_a_tasks_default_callback(alice: User, receiver: Receiver) -> None:
     dispatch_async(with_default, {"n": 2}, dispatched_by=alice)
     run_until_delivered()
     assert json.loads(receiver.requests[0]["body"])["job"]["result"] == {"n": 2}
+
+
+# Addresses: resolved once, public only unless listed, connected to as checked
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/hook", "http://[::1]/hook", "http://169.254.169.254/latest", "http://10.1.2.3/x"],
+)
+def test_literal_private_addresses_are_refused_at_dispatch(url: str, settings: Any) -> None:
+    host = url.split("/")[2].strip("[]")
+    settings.BOURBON_JOBS = {
+        **settings.BOURBON_JOBS,
+        "WEBHOOK_ALLOWED_HOSTS": [host],
+        "WEBHOOK_ALLOWED_NETWORKS": [],
+    }
+    with pytest.raises(InvalidCallbackURL, match="not a public address"):
+        check_callback_url(url)
+
+
+def test_a_name_that_resolves_to_loopback_is_not_called(
+    alice: User, receiver: Receiver, settings: Any
+) -> None:
+    """``localhost`` is on the host allow-list; what it resolves to is not, once loopback is unlisted."""
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    dispatch(alice, callback_url=url)
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "WEBHOOK_ALLOWED_NETWORKS": ["10.0.0.0/8"]}
+    wait_until(lambda: drain() and (job := delivery()) and job.errors, message="a refused attempt")
+    job = delivery()
+    assert job is not None and receiver.requests == []
+    assert job.errors[0]["message"] == NOT_DELIVERED
+    assert "localhost resolves to 127.0.0.1" in job.errors[0]["traceback"]
+
+
+def test_the_delivery_connects_to_the_address_it_checked(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """No DNS rebinding: one lookup, and the connection goes to its answer, the name kept as ``Host``."""
+    import socket
+
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def answer_once(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "127.0.0.1":  # connecting to the checked address: a numeric lookup, no DNS
+            return real(host, *args, **kwargs)
+        lookups.append(host)
+        if len(lookups) > 1:
+            raise AssertionError("looked up twice")
+        return real("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", answer_once)
+    url = receiver.url.replace("127.0.0.1", "hooks.example.com")
+    assert webhooks.post(url, b"{}", {"Content-Type": "application/json"}, 5) == 200
+    assert lookups == ["hooks.example.com"]
+    assert receiver.requests[0]["headers"]["Host"] == f"hooks.example.com:{receiver.server.server_port}"
+
+
+@pytest.mark.parametrize("networks", [["10.0.0.0/33"], "10.0.0.0/8", [10]])
+def test_the_allowed_networks_setting_is_checked(networks: Any) -> None:
+    from django_bourbon_jobs.conf import validate
+
+    [(check_id, message)] = validate({"WEBHOOK_ALLOWED_NETWORKS": networks})
+    assert check_id == "bourbon_jobs.E002" and "WEBHOOK_ALLOWED_NETWORKS" in message

@@ -22,6 +22,13 @@ from django.utils import timezone
 from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job
+from django_bourbon_jobs.permissions import Action, actionable_jobs, can_act_on_all
+
+
+def _own_only(request: HttpRequest, action: Action) -> str:
+    if can_act_on_all(request.user, action):
+        return ""
+    return f" Only your own jobs were considered: to {action} others' you need the {action}_job permission."
 
 
 def _jobs(count: int) -> str:
@@ -30,17 +37,22 @@ def _jobs(count: int) -> str:
 
 @admin.action(permissions=["retry"], description="Retry selected jobs (failed or cancelled)")
 def retry_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    queryset = actionable_jobs(request.user, queryset, "retry")
     announced = fastpath.ids_to_announce(queryset)
     changed = queryset.retry(timezone.now())  # type: ignore[attr-defined]
     fastpath.publish_job_changes(announced, queryset.db)
-    model_admin.message_user(request, f"Queued {_jobs(changed)} again.", messages.SUCCESS)
+    model_admin.message_user(
+        request, f"Queued {_jobs(changed)} again.{_own_only(request, 'retry')}", messages.SUCCESS
+    )
 
 
 @admin.action(permissions=["cancel"], description="Cancel selected jobs (queued)")
 def cancel_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
     """Through :func:`~django_bourbon_jobs.dispatch.cancel_queued`, which sends ``job_finished`` per job."""
-    changed = cancel_queued(queryset)
-    model_admin.message_user(request, f"Cancelled {_jobs(changed)}.", messages.SUCCESS)
+    changed = cancel_queued(actionable_jobs(request.user, queryset, "cancel"))
+    model_admin.message_user(
+        request, f"Cancelled {_jobs(changed)}.{_own_only(request, 'cancel')}", messages.SUCCESS
+    )
 
 
 @admin.action(permissions=["delete"], description="Delete selected jobs")

@@ -36,6 +36,7 @@ from django_bourbon_jobs.admin.paginator import CappedCountPaginator
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job, Worker
+from django_bourbon_jobs.permissions import Action, can_act, can_view_all, owns, visible_jobs
 from django_bourbon_jobs.sse import TooManyStreams, open_stream
 
 JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
@@ -81,11 +82,23 @@ class JobAdminBase(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return visible_jobs(request.user, super().get_queryset(request))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        """Every staff user has jobs of their own to look at (see :mod:`~django_bourbon_jobs.permissions`)."""
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The list (narrowed by :meth:`get_queryset`) for all staff; a job for its owner or ``view_job``."""
+        return obj is None or can_view_all(request.user) or owns(request.user, obj)
+
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(f"{self.opts.app_label}.retry_job")
+        """Anyone may retry their own jobs; the action narrows the selection (:func:`actionable_jobs`)."""
+        return True
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(f"{self.opts.app_label}.cancel_job")
+        return True
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> SafeString:
@@ -159,13 +172,13 @@ class JobAdmin(JobAdminBase):
         return failures.changelist_view(request, extra_context={"title": "Failures", "failures": True})
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
+        if not can_view_all(request.user):  # it counts everyone's jobs
             raise PermissionDenied
         return dashboard_view(self, request)
 
     def dashboard_events_view(self, request: HttpRequest) -> HttpResponseBase:
         """The dashboard page's live stream (Server-Sent Events); see :mod:`.live`."""
-        if not self.has_view_permission(request):
+        if not can_view_all(request.user):
             raise PermissionDenied
         stream = DashboardStream(
             since=request.headers.get("Last-Event-ID") or request.GET.get("since"),
@@ -197,10 +210,11 @@ class JobAdmin(JobAdminBase):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        job = self.get_object(request, object_id)
         extra = {
             **(extra_context or {}),
-            "can_retry": self.has_retry_permission(request),
-            "can_cancel": self.has_cancel_permission(request),
+            "can_retry": job is not None and can_act(request.user, job, "retry"),
+            "can_cancel": job is not None and can_act(request.user, job, "cancel"),
         }
         return super().change_view(request, object_id, form_url, extra)
 
@@ -299,19 +313,19 @@ def _transition(
     model_admin: JobAdmin,
     request: HttpRequest,
     object_id: str,
-    permission: str,
+    permission: Action,
     change: Callable[[Job], bool],
     done: str,
     refused: str,
 ) -> HttpResponse:
-    """POST-only single-job retry/cancel from the job page, behind the same permission as the action."""
+    """POST-only single-job retry/cancel from the job page, for whoever :func:`can_act` on the job."""
     if request.method != "POST":
         return HttpResponse(status=405, headers={"Allow": "POST"})
-    if not getattr(model_admin, f"has_{permission}_permission")(request):
-        raise PermissionDenied
     job = model_admin.get_object(request, object_id)
     if job is None:
         raise Http404("No such job.")
+    if not can_act(request.user, job, permission):
+        raise PermissionDenied
     if change(job):
         model_admin.message_user(request, done, messages.SUCCESS)
     else:
