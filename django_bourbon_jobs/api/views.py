@@ -172,12 +172,20 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             headers["Idempotent-Replayed"] = "true"
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
+    @classmethod
+    def request_body_limit(cls, method: str, action: str | None) -> int | None:
+        """The largest body a request may send (read by ``django_bourbon_jobs.asgi``); None: no limit."""
+        if method == "post" and action == "create":
+            return get_settings().API_MAX_PAYLOAD_BYTES + ENVELOPE_BYTES
+        return None
+
     def check_body_size(self, request: Request) -> None:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > get_settings().API_MAX_PAYLOAD_BYTES + ENVELOPE_BYTES:
+        limit = self.request_body_limit("post", "create")
+        if limit is not None and length > limit:
             raise PayloadTooLarge()
 
     def dispatch_job(self, data: dict[str, Any]) -> tuple[str, bool]:
