@@ -1,4 +1,11 @@
-"""``AsyncDispatchMiddleware``: gives views ``request.dispatch_async`` and friends."""
+"""``AsyncDispatchMiddleware``: gives views ``request.dispatch_async`` and friends.
+
+``request.get_async_result(job_id)`` reads a job only for whoever may see it: the
+user who dispatched it, a user with ``bourbon_jobs.view_job``, or a request that
+carries the job's status token (``?token=``), which the ``status_url`` of an
+anonymous dispatch includes. Any other id raises ``TaskResultDoesNotExist``,
+exactly as a missing one does, so a guessed id reveals nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,62 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.tasks import Task, TaskResult
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult
+from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
+from django.utils.http import urlencode
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import dispatch_async, get_result
+from django_bourbon_jobs.models import Job
+from django_bourbon_jobs.permissions import can_view_all
+
+TOKEN_SALT = "django_bourbon_jobs.status"
+
+
+def status_token(job_id: str) -> str:
+    """The job's status token: whoever holds it may read the job through ``get_async_result``."""
+    return signing.Signer(salt=TOKEN_SALT).signature(str(job_id))
 
 
 def status_url(request: HttpRequest, job_id: str) -> str | None:
-    """Absolute URL of the project's job status view, when ``STATUS_URL_NAME`` names one."""
+    """Absolute URL of the project's job status view, when ``STATUS_URL_NAME`` names one.
+
+    For an anonymous request it carries the job's status token, the only way back to the job.
+    """
     name = get_settings().STATUS_URL_NAME
     if not name:
         return None
-    return request.build_absolute_uri(reverse(name, kwargs={"job_id": job_id}))
+    url = reverse(name, kwargs={"job_id": job_id})
+    if not getattr(getattr(request, "user", None), "is_authenticated", False):
+        url += "?" + urlencode({"token": status_token(job_id)})
+    return request.build_absolute_uri(url)
+
+
+def may_read(request: HttpRequest, job_id: str) -> bool:
+    """The dispatcher, a user with ``view_job``, or a request carrying the job's status token."""
+    token = request.GET.get("token", "")
+    if token and constant_time_compare(token, status_token(job_id)):
+        return True
+    user = getattr(request, "user", None)
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if can_view_all(user):
+        return True
+    return Job.objects.filter(pk=job_id, dispatched_by=user).exists()
+
+
+def get_result_for(
+    request: HttpRequest, job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS
+) -> TaskResult:
+    """``get_result``, for a job this request may read (:func:`may_read`); any other is "does not exist"."""
+    result = get_result(job_id, backend)
+    if not may_read(request, result.id):
+        raise TaskResultDoesNotExist(job_id)
+    return result
 
 
 def dispatch_for(request: HttpRequest, handler: Task, payload: Any = None, **options: Any) -> TaskResult:
@@ -49,5 +98,5 @@ class AsyncDispatchMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.dispatch_async = partial(dispatch_for, request)  # type: ignore[attr-defined]
         request.dispatch_async_json = partial(dispatch_async_json, request)  # type: ignore[attr-defined]
-        request.get_async_result = get_result  # type: ignore[attr-defined]
+        request.get_async_result = partial(get_result_for, request)  # type: ignore[attr-defined]
         return self.get_response(request)

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 
+from django_bourbon_jobs.middleware import status_token
 from django_bourbon_jobs.models import Job, JobStatus
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +24,8 @@ def test_dispatch_async_json_answers_202_with_location(client):
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued"
-    assert body["status_url"] == f"http://testserver/jobs/{body['job_id']}/"
+    token = status_token(body["job_id"])
+    assert body["status_url"] == f"http://testserver/jobs/{body['job_id']}/?token={token}"
     assert response["Location"] == body["status_url"]
     assert Job.objects.get(pk=body["job_id"]).args == [{"video": 7}]
 
@@ -35,11 +38,33 @@ def test_without_a_status_url_name_the_reply_has_no_location(client):
     assert "Location" not in response
 
 
-def test_status_view_reads_the_result(client):
-    job_id = client.post("/signup/", {"email": "b@example.com"}).json()["job_id"]
-    assert client.get(f"/jobs/{job_id}/").json() == {"job_id": job_id, "status": "READY"}
+def test_status_view_reads_the_result_through_the_status_url(client):
+    body = client.post("/process/", "{}", content_type="application/json").json()
+    job_id, url = body["job_id"], body["status_url"]
+    assert client.get(url).json() == {"job_id": job_id, "status": "READY"}
     Job.objects.filter(pk=job_id).update(status=JobStatus.SUCCEEDED)
-    assert client.get(f"/jobs/{job_id}/").json()["status"] == "SUCCESSFUL"
+    assert client.get(url).json()["status"] == "SUCCESSFUL"
+
+
+def test_a_job_is_read_only_by_who_may_see_it(client, django_user_model):
+    """The dispatcher, view_job, or the status URL's token; for anyone else it does not exist."""
+    ada, bob = (django_user_model.objects.create_user(name) for name in ("ada", "bob"))
+    client.force_login(ada)
+    reply = client.post("/process/", "{}", content_type="application/json").json()
+    job_id = reply["job_id"]
+    assert reply["status_url"] == f"http://testserver/jobs/{job_id}/", "a user's URL carries no token"
+    assert client.get(f"/jobs/{job_id}/").status_code == 200
+    client.force_login(bob)
+    assert client.get(f"/jobs/{job_id}/").status_code == 404
+    assert client.get(f"/jobs/{job_id}/?token={status_token(job_id)[:-1]}x").status_code == 404
+    assert client.get(f"/jobs/{job_id}/?token={status_token(job_id)}").status_code == 200
+    bob.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client.force_login(django_user_model.objects.get(pk=bob.pk))
+    assert client.get(f"/jobs/{job_id}/").status_code == 200
+    client.logout()
+    assert client.get(f"/jobs/{job_id}/").status_code == 404
+    anonymous_job = client.post("/signup/", {"email": "x@example.com"}).json()["job_id"]
+    assert client.get(f"/jobs/{anonymous_job}/").status_code == 404, "an id alone is not enough"
 
 
 def test_status_view_of_unknown_id_is_404(client):
