@@ -17,8 +17,7 @@ from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, Throttled, ValidationError
@@ -29,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from django_bourbon_jobs import fastpath
-from django_bourbon_jobs.api import registry
+from django_bourbon_jobs.api import openapi, registry
 from django_bourbon_jobs.api.events import EventStreamRenderer, JobStream
 from django_bourbon_jobs.api.parsers import BoundedJSONParser
 from django_bourbon_jobs.api.permissions import JobPermission, visible_jobs
@@ -92,9 +91,20 @@ LIST_FILTER_NAMES = [parameter.name for parameter in LIST_FILTERS]
 
 @extend_schema_view(
     list=extend_schema(
-        operation_id="jobs_list", summary="The caller's jobs, newest first", parameters=LIST_FILTERS
+        operation_id="jobs_list",
+        summary="The caller's jobs, newest first",
+        parameters=LIST_FILTERS,
+        responses={
+            200: JobSerializer(many=True),
+            400: openapi.error("A bad filter or cursor"),
+            **openapi.COMMON,
+        },
     ),
-    retrieve=extend_schema(operation_id="jobs_retrieve", summary="A job's status"),
+    retrieve=extend_schema(
+        operation_id="jobs_retrieve",
+        summary="A job's status",
+        responses={200: JobSerializer, **openapi.ON_A_JOB},
+    ),
 )
 @extend_schema(tags=["jobs"])
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -104,7 +114,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     stream_throttle_classes = [StreamRateThrottle]
     pagination_class = JobPagination
     parser_classes = [BoundedJSONParser]
-    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    lookup_value_regex = "[^/.]+"
+    """Any id reaches the view, so a malformed one gets the same JSON ``404`` as a missing one."""
     schema = AutoSchema()
     stream_poll_interval = 0.5
     stream_heartbeat_interval = 15.0
@@ -151,8 +162,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         request=DispatchSerializer,
         responses={
             202: DispatchedSerializer,
-            400: OpenApiResponse(description="Invalid input, or a task not in API_TASKS"),
-            413: OpenApiResponse(description="The payload is too large"),
+            400: openapi.error("Invalid input, or a task not in API_TASKS"),
+            413: openapi.error("The payload is too large"),
+            415: openapi.error("The body is not JSON"),
+            **openapi.COMMON,
         },
     )
     def create(self, request: Request) -> Response:
@@ -203,7 +216,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         summary="Cancel a job",
         description="A queued job is cancelled (200); a running one is asked to stop (202).",
         request=None,
-        responses={200: JobSerializer, 202: JobSerializer, 409: OpenApiResponse(description="Finished")},
+        responses={
+            200: JobSerializer,
+            202: JobSerializer,
+            409: openapi.error("Finished"),
+            **openapi.ACTING_ON_A_JOB,
+        },
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
@@ -221,7 +239,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         operation_id="jobs_retry",
         summary="Retry a failed or cancelled job",
         request=None,
-        responses={202: JobSerializer, 409: OpenApiResponse(description="Not failed or cancelled")},
+        responses={
+            202: JobSerializer,
+            409: openapi.error("Not failed or cancelled"),
+            **openapi.ACTING_ON_A_JOB,
+        },
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
@@ -243,10 +265,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             "and you have its final state."
         ),
         parameters=[OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER)],
-        responses={
-            (200, "text/event-stream"): OpenApiTypes.STR,
-            204: OpenApiResponse(description="Finished, and the client has the final state"),
-        },
+        responses=openapi.EVENTS,
     )
     @action(detail=True, methods=["get"], renderer_classes=[EventStreamRenderer, JSONRenderer])
     def events(self, request: Request, pk: str | None = None) -> HttpResponseBase:
