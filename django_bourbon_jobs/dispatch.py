@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -11,13 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import QuerySet
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
 from django.utils import timezone
 
-from django_bourbon_jobs import fastpath, log
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.signals import job_finished
 
 DISPATCH_OPTIONS = frozenset(
     {"queue_name", "priority", "run_after", "delay", "dispatched_by", "idempotency_key", "callback_url"}
@@ -148,70 +144,6 @@ def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> lis
         raise TypeError("dispatch_many() takes no idempotency_key: give each job its own dispatch_async().")
     with _recording(_extras(task, options)):
         return backend.enqueue_many(task, [((payload,), {}) for payload in payloads])  # type: ignore[no-any-return]
-
-
-CANCEL_CHUNK = 500
-"""Jobs cancelled per UPDATE by :func:`cancel_queued`."""
-
-
-def cancel(job_id: str) -> bool:
-    """Cancel a queued job; false if it is unknown, already running or finished."""
-    from django_bourbon_jobs.models import Job
-
-    try:
-        job_uuid = uuid.UUID(str(job_id))
-    except ValueError:
-        return False
-    return cancel_queued(Job.objects.filter(pk=job_uuid)) == 1
-
-
-def cancel_queued(jobs: QuerySet[Any]) -> int:
-    """Cancel the queued jobs among ``jobs`` (running and finished ones are left alone); how many.
-
-    Each cancelled job is logged, announced to live readers and sent
-    ``job_finished``, as a job that ends in a worker is, whichever way it was
-    cancelled (API, admin, code). The ids are read first and cancelled in chunks
-    of :data:`CANCEL_CHUNK`, each one UPDATE; a job that a worker claims meanwhile
-    is not cancelled, and is not announced as if it were.
-    """
-    from django_bourbon_jobs.models import Job, JobStatus
-
-    using = jobs.db
-    candidates = list(jobs.queued().order_by().values_list("pk", flat=True))  # type: ignore[attr-defined]
-    cancelled = 0
-    for start in range(0, len(candidates), CANCEL_CHUNK):
-        chunk = candidates[start : start + CANCEL_CHUNK]
-        now = timezone.now()
-        store = Job.objects.db_manager(using)
-        if not store.filter(pk__in=chunk).cancel(now):
-            continue
-        done = list(store.filter(pk__in=chunk, status=JobStatus.CANCELLED, finished_at=now))
-        cancelled += len(done)
-        fastpath.publish_job_changes([job.pk for job in done], using)
-        for job in done:
-            log.job_event(job, "cancelled")
-            job_finished.send(sender=Job, job=job)
-    return cancelled
-
-
-def request_cancel(job_id: str) -> str | None:
-    """Cancel a queued job (``"cancelled"``), or ask a running one to stop (``"requested"``).
-
-    ``None`` for an unknown id or a job that already finished. A running job sees
-    ``context.cancel_requested``; if it has not stopped ``TIMEOUT_GRACE`` seconds
-    later, its worker interrupts it. Either way it ends ``cancelled``.
-    """
-    from django_bourbon_jobs.models import Job
-
-    if cancel(job_id):
-        return "cancelled"
-    try:
-        running = Job.objects.running().filter(pk=uuid.UUID(str(job_id)))
-    except ValueError:
-        return None
-    if running.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now()):
-        fastpath.publish_job_changes([job_id], router.db_for_write(Job))
-    return "requested" if running.exists() else None
 
 
 def get_result(job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> TaskResult:

@@ -25,7 +25,6 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import transaction
-from django.db.models import QuerySet
 from django.dispatch import receiver
 
 from django_bourbon_jobs.worker.wakeup import Source, Wakeup
@@ -215,10 +214,6 @@ def _text(data: Any) -> str:
     return data.decode() if isinstance(data, bytes) else str(data)
 
 
-ANNOUNCE_LIMIT = 1000
-"""Most jobs one operator action announces; readers of the others see them at their next safety read."""
-
-
 def publish_job_changes(job_ids: Iterable[Any], using: str) -> None:
     """Announce the stored state of ``job_ids`` once (and only if) the caller's transaction commits.
 
@@ -229,16 +224,6 @@ def publish_job_changes(job_ids: Iterable[Any], using: str) -> None:
     ids = list(job_ids)
     if alias and ids:
         transaction.on_commit(lambda: _publish_stored(alias, ids, using), using=using, robust=True)
-
-
-def ids_to_announce(jobs: QuerySet[Any]) -> list[Any]:
-    """Up to ``ANNOUNCE_LIMIT`` ids of ``jobs``, read before a set-based change moves them out of the filter.
-
-    No query (and no ids) without Redis.
-    """
-    if not configured_alias():
-        return []
-    return list(jobs.order_by().values_list("pk", flat=True)[:ANNOUNCE_LIMIT])
 
 
 def _publish_stored(alias: str, job_ids: list[Any], using: str) -> None:

@@ -4,3 +4,6 @@ from django.dispatch import Signal
 
 job_finished = Signal()
 """Sent with ``job=<Job>`` once a job's final state (succeeded, failed, cancelled) is stored."""
+
+job_retried = Signal()
+"""Sent with ``job=<Job>`` once a failed or cancelled job is queued again (``operations.retry``)."""

@@ -332,9 +332,9 @@ def test_cancel_sends_job_finished_for_each_job_it_cancelled(admin_client, finis
 
 
 def test_cancel_all_matching_goes_in_chunks_and_misses_none(admin_client, finished_signals, monkeypatch):
-    from django_bourbon_jobs import dispatch
+    from django_bourbon_jobs import operations
 
-    monkeypatch.setattr(dispatch, "CANCEL_CHUNK", 2)
+    monkeypatch.setattr(operations, "CHUNK", 2)
     queued = [make_job(queue_name="bulk") for _ in range(5)]
     other_queue = make_job(queue_name="other")
     with CaptureQueriesContext(connection) as queries:

@@ -8,8 +8,8 @@ from django.db import connection
 from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async
-from django_bourbon_jobs.dispatch import request_cancel
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.operations import request_cancel
 from django_bourbon_jobs.signals import job_finished
 from tests import tasks
 from tests.conftest import drain, wait_until

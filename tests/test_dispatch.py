@@ -299,3 +299,28 @@ def test_cancel_queued_cancels_the_queued_ones_of_a_queryset_and_announces_each(
     assert Job.objects.get(pk=started).status == JobStatus.RUNNING
     assert Job.objects.get(pk=others).status == JobStatus.QUEUED
     assert cancel_queued(Job.objects.filter(pk__in=mine)) == 0, "already cancelled: nothing to do"
+
+
+def test_retry_queues_failed_and_cancelled_jobs_again_and_announces_each(monkeypatch, caplog):
+    from django_bourbon_jobs import operations, retry_jobs
+    from django_bourbon_jobs.signals import job_retried
+
+    monkeypatch.setattr(operations, "CHUNK", 2)
+    ids = [dispatch_async(tasks.echo, n).id for n in range(5)]
+    Job.objects.filter(pk__in=ids[:2]).update(status=JobStatus.FAILED, attempts=3, errors=[{"message": "x"}])
+    Job.objects.filter(pk__in=ids[2:4]).update(status=JobStatus.CANCELLED)
+    heard: list[tuple[str, str, int]] = []
+
+    def receiver(sender, job, **kwargs):
+        heard.append((str(job.pk), job.status, job.attempts))
+
+    job_retried.connect(receiver)
+    caplog.set_level("INFO", logger="django_bourbon_jobs")
+    try:
+        assert retry_jobs(Job.objects.all()) == 4
+    finally:
+        job_retried.disconnect(receiver)
+    assert sorted(heard) == sorted((pk, JobStatus.QUEUED, 0) for pk in ids[:4])
+    assert Job.objects.get(pk=ids[0]).errors == [{"message": "x"}], "the error history stays"
+    assert sum("event=retried" in record.getMessage() for record in caplog.records) == 4
+    assert retry_jobs(Job.objects.filter(pk=ids[4])) == 0, "a queued job is not retried"

@@ -21,9 +21,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_bourbon_jobs import fastpath, job_events
-from django_bourbon_jobs.dispatch import request_cancel
 from django_bourbon_jobs.job_events import JobEvents
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.operations import request_cancel
 from tests.conftest import RedisServer, needs_redis_server, redis_settings, wait_until
 from tests.test_admin import FAILURES, JOBS, action
 

@@ -15,3 +15,17 @@ def test_package_data_covers_every_template_and_static_file():
     needed = {path for path in needed if path.is_file()}
     assert needed, "no templates or static files found"
     assert needed <= shipped, sorted(str(p.relative_to(PACKAGE)) for p in needed - shipped)
+
+
+def test_importing_the_package_loads_nothing_until_a_name_is_used():
+    """Django imports each app in INSTALLED_APPS before the registry is ready."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, django_bourbon_jobs as b; "
+        "loaded = sorted(m for m in sys.modules if m.startswith('django_bourbon_jobs.')); "
+        "assert loaded == [], loaded"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout

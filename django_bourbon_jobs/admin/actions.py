@@ -1,11 +1,9 @@
 """Retry, cancel and delete, on a selection or on everything the filter matches.
 
 The queryset an action receives is lazy; with "select all" it is the changelist's whole
-filtered set. Retry and delete issue a single UPDATE or DELETE and never load rows; with
-Redis, retry also announces the jobs it touched (up to ``fastpath.ANNOUNCE_LIMIT`` ids,
-read before the UPDATE) to live readers. Cancel reads the queued ids and cancels them in
-chunks, so that every cancelled job is logged, announced and sent ``job_finished``, as
-it is when cancelled through the API.
+filtered set. Retry and cancel go through :mod:`~django_bourbon_jobs.operations`, as the
+API's do: the ids are read and changed in chunks, and every job is logged, announced and
+sent its signal. Delete is one DELETE and never loads rows.
 """
 
 from __future__ import annotations
@@ -17,10 +15,8 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
-from django_bourbon_jobs import fastpath
-from django_bourbon_jobs.dispatch import cancel_queued
+from django_bourbon_jobs import operations
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.permissions import Action, actionable_jobs, can_act_on_all
 
@@ -37,10 +33,7 @@ def _jobs(count: int) -> str:
 
 @admin.action(permissions=["retry"], description="Retry selected jobs (failed or cancelled)")
 def retry_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
-    queryset = actionable_jobs(request.user, queryset, "retry")
-    announced = fastpath.ids_to_announce(queryset)
-    changed = queryset.retry(timezone.now())  # type: ignore[attr-defined]
-    fastpath.publish_job_changes(announced, queryset.db)
+    changed = operations.retry_jobs(actionable_jobs(request.user, queryset, "retry"))
     model_admin.message_user(
         request, f"Queued {_jobs(changed)} again.{_own_only(request, 'retry')}", messages.SUCCESS
     )
@@ -48,8 +41,8 @@ def retry_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryse
 
 @admin.action(permissions=["cancel"], description="Cancel selected jobs (queued)")
 def cancel_jobs(model_admin: admin.ModelAdmin[Job], request: HttpRequest, queryset: QuerySet[Job]) -> None:
-    """Through :func:`~django_bourbon_jobs.dispatch.cancel_queued`, which sends ``job_finished`` per job."""
-    changed = cancel_queued(actionable_jobs(request.user, queryset, "cancel"))
+    """Through :func:`~django_bourbon_jobs.operations.cancel_queued`, which sends ``job_finished`` per job."""
+    changed = operations.cancel_queued(actionable_jobs(request.user, queryset, "cancel"))
     model_admin.message_user(
         request, f"Cancelled {_jobs(changed)}.{_own_only(request, 'cancel')}", messages.SUCCESS
     )

@@ -9,16 +9,14 @@ from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db import router
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from django_bourbon_jobs import fastpath
+from django_bourbon_jobs import operations
 from django_bourbon_jobs.admin import display
 from django_bourbon_jobs.admin.actions import cancel_jobs, delete_jobs, retry_jobs
 from django_bourbon_jobs.admin.changelist import JobChangeList
@@ -34,7 +32,6 @@ from django_bourbon_jobs.admin.filters import (
 from django_bourbon_jobs.admin.live import DashboardStream
 from django_bourbon_jobs.admin.paginator import CappedCountPaginator
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.dispatch import cancel_queued
 from django_bourbon_jobs.models import Job, Worker
 from django_bourbon_jobs.permissions import Action, can_act, can_view_all, owns, visible_jobs
 from django_bourbon_jobs.sse import TooManyStreams, open_stream
@@ -299,14 +296,11 @@ class FailedJobAdmin(JobAdminBase):
 
 
 def _retry_one(job: Job) -> bool:
-    if not Job.objects.filter(pk=job.pk).retry(timezone.now()):
-        return False
-    fastpath.publish_job_changes([job.pk], router.db_for_write(Job))
-    return True
+    return operations.retry_jobs(Job.objects.filter(pk=job.pk)) == 1
 
 
 def _cancel_one(job: Job) -> bool:
-    return cancel_queued(Job.objects.filter(pk=job.pk)) == 1
+    return operations.cancel_queued(Job.objects.filter(pk=job.pk)) == 1
 
 
 def _transition(

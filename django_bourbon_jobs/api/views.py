@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import router
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase
 from django.tasks.exceptions import InvalidTask
@@ -27,7 +26,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.api import openapi, registry
 from django_bourbon_jobs.api.events import EventStreamRenderer, JobStream
 from django_bourbon_jobs.api.parsers import BoundedJSONParser
@@ -42,9 +40,10 @@ from django_bourbon_jobs.api.serializers import (
 )
 from django_bourbon_jobs.api.throttling import DispatchRateThrottle, StreamRateThrottle
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.dispatch import dispatch_async, request_cancel
+from django_bourbon_jobs.dispatch import dispatch_async
 from django_bourbon_jobs.exceptions import InvalidCallbackURL, InvalidPayload
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.operations import request_cancel, retry_jobs
 from django_bourbon_jobs.sse import TooManyStreams, open_stream
 
 ENVELOPE_BYTES = 8192
@@ -248,11 +247,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
-        if not Job.objects.filter(pk=job.pk).retry(timezone.now()):
+        if not retry_jobs(Job.objects.filter(pk=job.pk)):
             raise Conflict(
                 {"detail": f"The job is {job.status}; only failed or cancelled jobs can be retried."}
             )
-        fastpath.publish_job_changes([job.pk], router.db_for_write(Job))
         job.refresh_from_db()
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 
