@@ -10,8 +10,8 @@ from typing import Any
 from django.tasks import TaskContext
 from django.utils import timezone
 
-from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import JobCancelled
 from django_bourbon_jobs.serialization import storable_text
 
@@ -38,7 +38,7 @@ class ProgressReporter:
             type(self.job).objects.held_by(self.worker_id).filter(pk=self.job.pk).update(
                 progress=self.job.progress
             )
-            fastpath.publish_job_events([self.job])
+            publish.publish_job_events([self.job])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

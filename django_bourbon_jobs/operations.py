@@ -19,7 +19,8 @@ from django.db import router
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_bourbon_jobs import fastpath, log
+from django_bourbon_jobs import log
+from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus
 from django_bourbon_jobs.signals import job_finished, job_retried
 
@@ -76,7 +77,7 @@ def request_cancel(job_id: str) -> str | None:
         return None
     if running.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now()):
         log.logger.info("Cancel requested for job %s", job_id, extra={"job_id": str(job_id)})
-        fastpath.publish_job_changes([job_id], router.db_for_write(Job))
+        publish.publish_job_changes([job_id], router.db_for_write(Job))
     return "requested" if running.exists() else None
 
 
@@ -98,7 +99,7 @@ def _in_chunks(
             continue
         done = list(changed(chunk, now))
         total += len(done)
-        fastpath.publish_job_changes([job.pk for job in done], using)
+        publish.publish_job_changes([job.pk for job in done], using)
         for job in done:
             after(job)
     return total

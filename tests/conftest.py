@@ -212,6 +212,6 @@ def close_response(response: Any) -> None:
 @pytest.fixture(autouse=True)
 def fresh_stream_slots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Open streams are counted per process; a test's unclosed stream must not count against the next."""
-    from django_bourbon_jobs import sse
+    from django_bourbon_jobs.events import sse
 
     monkeypatch.setattr(sse, "slots", sse.StreamSlots())

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.admin.jobs import JobAdmin
 from django_bourbon_jobs.admin.live import DashboardStream
+from django_bourbon_jobs.events.sse import RETRY
 from django_bourbon_jobs.models import Job
-from django_bourbon_jobs.sse import RETRY
 from tests import tasks
 from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings
 from tests.test_admin import DASHBOARD, staff

@@ -15,7 +15,8 @@ import redis
 from django.db import transaction
 from django.test import override_settings
 
-from django_bourbon_jobs import dispatch_async, fastpath
+from django_bourbon_jobs import dispatch_async
+from django_bourbon_jobs.events import redis_channels
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.worker import wakeup
 from tests import tasks
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), needs_redis_server]
 
 def subscriber(server):
     pubsub = redis.Redis(port=server.port).pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(fastpath.enqueued_channel())
+    pubsub.subscribe(redis_channels.enqueued_channel())
     wait_until(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, message="subscribed")
     return pubsub
 
@@ -61,7 +62,7 @@ def test_enqueue_publishes_only_after_commit(redis_server):
 
 
 def test_dispatch_carries_on_while_redis_is_down_and_logs_once(redis_server, caplog):
-    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.fastpath")
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.events")
     with redis_settings(redis_server):
         redis_server.stop()
         ids = [dispatch_async(tasks.echo, n).id for n in range(3)]
@@ -82,7 +83,7 @@ def logged(caplog, text):
 
 def test_a_redis_that_stops_answering_does_not_hold_up_dispatch(redis_server, caplog):
     """A server that accepts connections and never replies: the enqueue must not wait on it."""
-    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.fastpath")
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.events")
     silent = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
@@ -109,7 +110,7 @@ def test_a_redis_that_stops_answering_does_not_hold_up_dispatch(redis_server, ca
 
 
 def subscribed_workers(server) -> int:
-    return server.subscribers(fastpath.enqueued_channel())
+    return server.subscribers(redis_channels.enqueued_channel())
 
 
 def test_workers_wake_on_redis_and_survive_its_restart(redis_server, runworkers):
@@ -178,7 +179,7 @@ def test_job_events_are_published_per_job(redis_server):
     with redis_settings(redis_server):
         result = tasks.reports_progress.enqueue(None)
         pubsub = redis.Redis(port=redis_server.port).pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(fastpath.job_channel(result.id))
+        pubsub.subscribe(redis_channels.job_channel(result.id))
         wait_until(
             lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, message="subscribed"
         )
@@ -192,9 +193,9 @@ def test_job_events_are_published_per_job(redis_server):
 
 
 def test_a_new_redis_subscription_pokes_the_worker(redis_server):
-    from django_bourbon_jobs.worker.wakeup import Wakeup
+    from django_bourbon_jobs.worker.wakeup import RedisListener, Wakeup
 
-    wakeup = Wakeup([lambda w: fastpath.RedisListener(w, frozenset(), "jobs")])
+    wakeup = Wakeup([lambda w: RedisListener(w, frozenset(), "jobs")])
     with redis_settings(redis_server):
         wakeup.start()
         try:

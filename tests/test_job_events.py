@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_bourbon_jobs import fastpath, job_events
-from django_bourbon_jobs.job_events import JobEvents
+from django_bourbon_jobs.events import redis_channels, subscribe
+from django_bourbon_jobs.events.subscribe import JobEvents
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.operations import request_cancel
 from tests.conftest import RedisServer, needs_redis_server, redis_settings, wait_until
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def no_outage_yet(monkeypatch: pytest.MonkeyPatch) -> None:
     """Outages are remembered per process (logged once); each test starts with none."""
-    monkeypatch.setattr(job_events, "outages", job_events._Outages())
+    monkeypatch.setattr(redis_channels, "outages", redis_channels.Outages())
 
 
 def make_job(**fields: Any) -> Job:
@@ -64,17 +64,17 @@ def test_a_message_wakes_the_reader_and_a_burst_is_one_wake_up(redis_server: Red
     with redis_settings(redis_server), JobEvents.for_job("abc", poll_interval=60) as events:
         assert events.listening
         # Subscribed (and acknowledged) on entering: nothing published from now on is missed.
-        assert redis_server.subscribers(fastpath.job_channel("abc")) == 1
+        assert redis_server.subscribers(redis_channels.job_channel("abc")) == 1
         assert events.wait(0.1) is False
         burst = publisher.pipeline(transaction=False)  # one event-loop turn: one write to the reader
         for status in ("running", "running", "succeeded"):
-            burst.publish(fastpath.job_channel("abc"), json.dumps({"status": status}))
+            burst.publish(redis_channels.job_channel("abc"), json.dumps({"status": status}))
         burst.execute()
         started = time.monotonic()
         assert events.wait(10) is True
         assert time.monotonic() - started < 2
         assert events.wait(0.2) is False  # the burst was taken in one go
-        publisher.publish(fastpath.job_channel("other"), "{}")
+        publisher.publish(redis_channels.job_channel("other"), "{}")
         assert events.wait(0.2) is False
 
 
@@ -82,8 +82,8 @@ def test_a_message_wakes_the_reader_and_a_burst_is_one_wake_up(redis_server: Red
 def test_redis_down_means_polling_logged_once_then_redis_again(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.job_events")
-    channel = fastpath.job_channel("abc")
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.events")
+    channel = redis_channels.job_channel("abc")
     with redis_settings(redis_server), JobEvents.for_job("abc", poll_interval=0.1) as events:
         redis_server.stop()
         assert events.wait(10) is True  # the connection is gone: read the database now
@@ -132,7 +132,7 @@ def job_events_from(pubsub: Any, expected: int = 1, within: float = 5.0) -> list
 @pytest.fixture
 def all_job_events(redis_server: RedisServer) -> Any:
     pubsub = redis.Redis(port=redis_server.port).pubsub(ignore_subscribe_messages=True)
-    pubsub.psubscribe(fastpath.job_channel("*"))
+    pubsub.psubscribe(redis_channels.job_channel("*"))
     wait_until(lambda: redis_server.pattern_subscriptions() == 1, message="subscribed")
     with redis_settings(redis_server):
         yield pubsub
@@ -197,16 +197,16 @@ def test_admin_retry_and_cancel_announce_the_jobs_they_change(all_job_events: An
 def test_two_namespaces_on_one_redis_never_hear_each_other(redis_server: RedisServer) -> None:
     """Redis pub/sub ignores database numbers; the namespace keeps two projects (or test runs) apart."""
     with redis_settings(redis_server):
-        derived = fastpath.namespace()
+        derived = redis_channels.namespace()
         assert connection.settings_dict["NAME"] in derived
         with override_settings(BOURBON_JOBS={**settings.BOURBON_JOBS, "REDIS_NAMESPACE": "project-b"}):
-            other_channel = fastpath.job_channel("abc")
+            other_channel = redis_channels.job_channel("abc")
             assert other_channel.startswith("project-b:")
         with JobEvents.for_job("abc", poll_interval=60) as events:
             assert events.wait(0.1) is False
             redis.Redis(port=redis_server.port).publish(other_channel, "{}")
             assert events.wait(0.3) is False, "another namespace's event reached this one"
-            redis.Redis(port=redis_server.port).publish(fastpath.job_channel("abc"), "{}")
+            redis.Redis(port=redis_server.port).publish(redis_channels.job_channel("abc"), "{}")
             assert events.wait(5) is True
 
 
@@ -222,16 +222,16 @@ def test_every_reader_of_a_process_shares_one_redis_connection(redis_server: Red
         readers = [stack.enter_context(JobEvents.for_job(n, poll_interval=60)) for n in range(300)]
         assert all(reader.listening for reader in readers)
         assert pubsub_clients() == 1
-        assert redis_server.subscribers(fastpath.job_channel(299)) == 1
-        client.publish(fastpath.job_channel(7), "{}")
+        assert redis_server.subscribers(redis_channels.job_channel(299)) == 1
+        client.publish(redis_channels.job_channel(7), "{}")
         assert readers[7].wait(5) is True
         assert [reader.wait(0) for reader in readers].count(True) == 0, "only job 7's reader woke"
         second = stack.enter_context(JobEvents.for_job(7, poll_interval=60))
         assert second.listening, "a channel already subscribed is heard at once"
-        client.publish(fastpath.job_channel(7), "{}")
+        client.publish(redis_channels.job_channel(7), "{}")
         assert second.wait(5) is True and readers[7].wait(5) is True
-    wait_until(lambda: redis_server.subscribers(fastpath.job_channel(7)) == 0, message="unsubscribed")
-    wait_until(lambda: pubsub_clients() == 0, timeout=job_events.IDLE_SECONDS + 5, message="closed when idle")
+    wait_until(lambda: redis_server.subscribers(redis_channels.job_channel(7)) == 0, message="unsubscribed")
+    wait_until(lambda: pubsub_clients() == 0, timeout=subscribe.IDLE_SECONDS + 5, message="closed when idle")
 
 
 def test_without_redis_one_poller_reads_every_watched_job_and_wakes_only_the_changed_ones() -> None:

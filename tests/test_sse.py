@@ -14,9 +14,10 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_bourbon_jobs import cancel, fastpath, job_events
+from django_bourbon_jobs import cancel
 from django_bourbon_jobs.api.events import JobStream
 from django_bourbon_jobs.api.views import JobViewSet
+from django_bourbon_jobs.events import redis_channels
 from django_bourbon_jobs.models import Job
 from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings, wait_until
 from tests.streams import EventReader, Uvicorn
@@ -142,7 +143,7 @@ def test_under_asgi_a_client_that_leaves_gives_up_its_subscription(
     try:
         with redis_settings(redis_server):
             job_id = dispatch(alice, "echo", "left early")
-            channel = fastpath.job_channel(job_id)
+            channel = redis_channels.job_channel(job_id)
             reader = EventReader(server.url, f"{API}{job_id}/events/", session_cookie(alice))
             queued = reader.next_event()
             assert queued is not None and queued["data"]["status"] == "queued"
@@ -276,14 +277,14 @@ def test_redis_stopped_mid_stream_means_polling_then_pub_sub_again(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.job_events")
-    monkeypatch.setattr(job_events, "outages", job_events._Outages())
+    caplog.set_level(logging.WARNING, logger="django_bourbon_jobs.events")
+    monkeypatch.setattr(redis_channels, "outages", redis_channels.Outages())
     monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 60.0)
     with redis_settings(redis_server):
         job_id = dispatch(alice, "progress_steps", {"dir": str(tmp_path), "steps": 2})
         reader = EventReader(live_server.url, f"{API}{job_id}/events/", session_cookie(alice), timeout=10)
         assert status_of(reader.next_event()) == "queued"
-        channel = fastpath.job_channel(job_id)
+        channel = redis_channels.job_channel(job_id)
         assert redis_server.subscribers(channel) == 1
 
         redis_server.stop()
@@ -301,7 +302,8 @@ def test_redis_stopped_mid_stream_means_polling_then_pub_sub_again(
         worker.join(10)
     assert status_of(rest[-1]) == "succeeded"
     assert rest[-1]["data"]["progress"]["current"] == 2
-    logged = [r.getMessage() for r in caplog.records if r.name == "django_bourbon_jobs.job_events"]
+    events = [r.getMessage() for r in caplog.records if r.name == "django_bourbon_jobs.events"]
+    logged = [m for m in events if "job events" in m]  # the readers' outage (the publisher logs its own)
     assert len(logged) == 2, logged  # the outage once, however often the stream retried; its end once
     assert "unavailable" in logged[0] and "is back" in logged[1]
 

@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 from django.urls import reverse
 
-from django_bourbon_jobs import sse
 from django_bourbon_jobs.api.views import JobViewSet
+from django_bourbon_jobs.events import sse
 from tests.conftest import wait_until
 from tests.streams import EventReader
 from tests.test_sse import API, dispatch, session_cookie

@@ -25,8 +25,8 @@ from django.utils import timezone
 from django_bourbon_jobs.admin import chart
 from django_bourbon_jobs.admin.display import format_duration
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.events.sse import event_id
 from django_bourbon_jobs.models import Job, JobStatus, Worker
-from django_bourbon_jobs.sse import event_id
 
 WINDOW_MINUTES = 60
 

@@ -32,9 +32,9 @@ from django_bourbon_jobs.admin.filters import (
 from django_bourbon_jobs.admin.live import DashboardStream
 from django_bourbon_jobs.admin.paginator import CappedCountPaginator
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.events.sse import TooManyStreams, open_stream
 from django_bourbon_jobs.models import Job, Worker
 from django_bourbon_jobs.permissions import Action, can_act, can_view_all, owns, visible_jobs
-from django_bourbon_jobs.sse import TooManyStreams, open_stream
 
 JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
     "payload": lambda job: {"args": job.args, "kwargs": job.kwargs},

@@ -23,13 +23,14 @@ from typing import Any
 from django.db import router
 
 from django_bourbon_jobs.admin.dashboard import fingerprint, status_counts
-from django_bourbon_jobs.job_events import JobEvents, release_connection
+from django_bourbon_jobs.events.sse import format_event
+from django_bourbon_jobs.events.stream import EventStream
+from django_bourbon_jobs.events.subscribe import JobEvents, release_connection
 from django_bourbon_jobs.models import Job, Worker
-from django_bourbon_jobs.sse import HEARTBEAT, RETRY, format_event
 
 
 @dataclass
-class DashboardStream:
+class DashboardStream(EventStream):
     """Yields SSE text: ``changed`` with the fresh status counts whenever the fingerprint moves."""
 
     since: str | None = None
@@ -37,6 +38,14 @@ class DashboardStream:
     min_gap: float = 1.0
     heartbeat_interval: float = 15.0
     max_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        super().__init__()  # a read is due at once: the page may be older than this connection
+        self.shown = self.since
+        self.last_read = -math.inf
+
+    def subscribe(self) -> JobEvents:
+        return JobEvents.for_all_jobs(self.poll_interval)
 
     def read(self) -> tuple[dict[str, Any], str]:
         """The event's data and the fingerprint; the connection is closed after the two queries."""
@@ -48,34 +57,15 @@ class DashboardStream:
         data = {"status_counts": {value: n for value, _, n in counts}, "workers": len(worker_ids)}
         return data, fingerprint(counts, worker_ids)
 
-    def __iter__(self) -> Iterator[str]:
-        yield RETRY
-        started = last_write = time.monotonic()
-        shown, last_read = self.since, -math.inf
-        due = True  # the page may be older than this connection
-        with JobEvents.for_all_jobs(self.poll_interval) as events:
-            while True:
-                if due and time.monotonic() - last_read >= self.min_gap:
-                    due, last_read = False, time.monotonic()
-                    data, current = self.read()
-                    if current != shown:
-                        yield format_event("changed", json.dumps(data), current)
-                        shown, last_write = current, time.monotonic()
-                if time.monotonic() - started >= self.max_seconds:
-                    return
-                if events.wait(self.seconds_to_wait(started, last_write, last_read if due else None)):
-                    due = True
-                if time.monotonic() - last_write >= self.heartbeat_interval:
-                    yield HEARTBEAT
-                    due, last_write = True, time.monotonic()
+    def updates(self) -> Iterator[str]:
+        """At most one read per ``min_gap``; a due read waits until then (see :meth:`next_read_at`)."""
+        if not self.due or time.monotonic() - self.last_read < self.min_gap:
+            return
+        self.due, self.last_read = False, time.monotonic()
+        data, current = self.read()
+        if current != self.shown:
+            self.shown = current
+            yield format_event("changed", json.dumps(data), current)
 
-    def seconds_to_wait(self, started: float, last_write: float, held_since: float | None) -> float:
-        """Until the next heartbeat or the end; while a read is held back by ``min_gap``, until it may run.
-
-        Waiting (rather than sleeping) through ``min_gap`` keeps taking Redis messages off
-        the socket, so a busy system never backs up a dashboard's subscription.
-        """
-        until = min(last_write + self.heartbeat_interval, started + self.max_seconds)
-        if held_since is not None:
-            until = min(until, held_since + self.min_gap)
-        return until - time.monotonic()
+    def next_read_at(self) -> float | None:
+        return self.last_read + self.min_gap if self.due else None

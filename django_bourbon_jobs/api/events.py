@@ -6,7 +6,7 @@ misses the final one.
 
 The stream reads the job from the database, and closes its connection after every
 read, so an idle client holds a thread but no database connection. When it reads
-is up to :class:`~django_bourbon_jobs.job_events.JobEvents`: with Redis, when the
+is up to :class:`~django_bourbon_jobs.subscribe.JobEvents`: with Redis, when the
 job's channel says it changed (and at each heartbeat, for changes nobody
 announced); without Redis, or while it is down, every ``poll_interval``.
 """
@@ -14,7 +14,6 @@ announced); without Redis, or while it is down, every ``poll_interval``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +22,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router
 from rest_framework.renderers import BaseRenderer
 
-from django_bourbon_jobs.job_events import JobEvents, release_connection
+from django_bourbon_jobs.events.sse import event_id, format_event
+from django_bourbon_jobs.events.stream import EventStream
+from django_bourbon_jobs.events.subscribe import JobEvents, release_connection
 from django_bourbon_jobs.models import FINISHED_STATUSES, Job
-from django_bourbon_jobs.sse import HEARTBEAT, RETRY, event_id, format_event
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -44,7 +44,7 @@ class EventStreamRenderer(BaseRenderer):
 
 
 @dataclass
-class JobStream:
+class JobStream(EventStream):
     """Follows one job and yields SSE text; ``represent`` turns a Job into the event's JSON object.
 
     The job is read again after every wake-up (a Redis message, a poll, a heartbeat), never
@@ -59,6 +59,13 @@ class JobStream:
     heartbeat_interval: float = 15.0
     max_seconds: float = 300.0
 
+    def __post_init__(self) -> None:
+        super().__init__()
+        self.sent: tuple[str, int, bool] | None = None
+
+    def subscribe(self) -> JobEvents:
+        return JobEvents.for_job(self.job_id, self.poll_interval)
+
     def fetch(self) -> Job | None:
         """One query, then the connection is closed: nothing is held while the client waits."""
         try:
@@ -71,28 +78,18 @@ class JobStream:
         data = json.dumps(self.represent(job), cls=DjangoJSONEncoder, sort_keys=True)
         return data, event_id(data)
 
-    def __iter__(self) -> Iterator[str]:
-        yield RETRY
-        started = last_write = time.monotonic()
-        sent: tuple[str, int, bool] | None = None
-        with JobEvents.for_job(self.job_id, self.poll_interval) as events:
-            job = self.fetch()
-            while job is not None:
-                data, digest = self.snapshot(job)
-                if digest != self.last_event_id:
-                    state = (job.status, job.attempts, job.cancel_requested_at is not None)
-                    yield format_event("status" if state != sent else "progress", data, digest)
-                    sent, self.last_event_id, last_write = state, digest, time.monotonic()
-                if job.status in FINISHED_STATUSES or time.monotonic() - started >= self.max_seconds:
-                    return
-                events.wait(self.seconds_to_wait(started, last_write))
-                if time.monotonic() - last_write >= self.heartbeat_interval:
-                    yield HEARTBEAT
-                    last_write = time.monotonic()
-                job = self.fetch()
-        yield format_event("gone", json.dumps({"job_id": str(self.job_id)}), None)
-
-    def seconds_to_wait(self, started: float, last_write: float) -> float:
-        """Until the next heartbeat is due or the stream's time is up, whichever comes first."""
-        now = time.monotonic()
-        return min(last_write + self.heartbeat_interval, started + self.max_seconds) - now
+    def updates(self) -> Iterator[str]:
+        if not self.due:
+            return
+        self.due = False
+        job = self.fetch()
+        if job is None:
+            self.done = True
+            yield format_event("gone", json.dumps({"job_id": str(self.job_id)}), None)
+            return
+        data, digest = self.snapshot(job)
+        if digest != self.last_event_id:
+            state = (job.status, job.attempts, job.cancel_requested_at is not None)
+            yield format_event("status" if state != self.sent else "progress", data, digest)
+            self.sent, self.last_event_id = state, digest
+        self.done = job.status in FINISHED_STATUSES

@@ -41,10 +41,10 @@ from django_bourbon_jobs.api.serializers import (
 from django_bourbon_jobs.api.throttling import DispatchRateThrottle, StreamRateThrottle
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import dispatch_async
+from django_bourbon_jobs.events.sse import TooManyStreams, open_stream
 from django_bourbon_jobs.exceptions import InvalidCallbackURL, InvalidPayload
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.operations import request_cancel, retry_jobs
-from django_bourbon_jobs.sse import TooManyStreams, open_stream
 
 ENVELOPE_BYTES = 8192
 """Room for the other dispatch fields on top of ``API_MAX_PAYLOAD_BYTES`` before a body is refused unread."""

@@ -17,8 +17,9 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from django_bourbon_jobs import bulk, fastpath, log
+from django_bourbon_jobs import bulk, log
 from django_bourbon_jobs.dispatch import dispatch_extras
+from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
@@ -75,7 +76,7 @@ class DatabaseBackend(BaseTaskBackend):
         else:
             job.save(force_insert=True, using=using)
         if due_now and self.redis_alias:
-            fastpath.publish_after_commit(self.redis_alias, job.queue_name, using)
+            publish.publish_after_commit(self.redis_alias, job.queue_name, using)
         result = to_task_result(job, self.alias, task)
         task_enqueued.send(type(self), task_result=result)
         log.job_event(job, "queued")
@@ -103,7 +104,7 @@ class DatabaseBackend(BaseTaskBackend):
                 if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
                     wakeup.notify_queue(using, task.queue_name)
                     if self.redis_alias:
-                        fastpath.publish_after_commit(self.redis_alias, task.queue_name, using)
+                        publish.publish_after_commit(self.redis_alias, task.queue_name, using)
             results = queued_task_results(jobs, self.alias, task)
         for job, result in zip(jobs, results, strict=True):
             task_enqueued.send(type(self), task_result=result)

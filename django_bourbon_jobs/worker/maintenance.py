@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from django.db import transaction
 from django.db.models import Subquery
 
-from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
@@ -73,7 +73,7 @@ def _returned(job: Job) -> str:
 
 def announce_settled(jobs: list[Job]) -> None:
     """Job events for live readers, then each job's retry or final outcome."""
-    fastpath.publish_job_events(jobs)
+    publish.publish_job_events(jobs)
     for job in jobs:
         announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
 
@@ -97,7 +97,7 @@ def hand_back(worker_id: str, job_ids: list[Any], using: str = "default") -> int
     if not job_ids:
         return 0
     released = Job.objects.db_manager(using).release(worker_id, job_ids)
-    fastpath.publish_job_changes(job_ids, using)
+    publish.publish_job_changes(job_ids, using)
     return released
 
 

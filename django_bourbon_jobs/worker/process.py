@@ -26,8 +26,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from django_bourbon_jobs import fastpath
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import JobTimeout, OutcomeNotStored
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.results import load_task
@@ -336,7 +336,7 @@ class WorkerProcess:
             self.lease_from[job.id.int] = claimed_at
             self.pending.put(job)
         # After the hand-over: the publisher thread then competes with jobs already started.
-        fastpath.publish_job_events(jobs)
+        publish.publish_job_events(jobs)
         return len(jobs)
 
     def _adapt_claim_size(self, claimed: int, asked: int) -> None:
@@ -377,7 +377,7 @@ class WorkerProcess:
             for job in settled:
                 self.write_failures.pop(job.id, None)
         self.jobs_done += len(settled)
-        fastpath.publish_job_events(settled)
+        publish.publish_job_events(settled)
         for job in settled:
             announce_outcome(job, started=self.executor.started.pop(job.pk, None))
         return len(settled)

@@ -21,6 +21,7 @@ from django.db import connections
 from django.db.models import Model, sql
 
 from django_bourbon_jobs import pgbound
+from django_bourbon_jobs.events import redis_channels
 
 logger = logging.getLogger("django_bourbon_jobs.wakeup")
 
@@ -207,14 +208,43 @@ class PostgresListener(Source):
                     self.wakeup.poke()
 
 
+class RedisListener(Source):
+    """SUBSCRIBE on a django-redis connection; pokes the wakeup for jobs on the worker's queues."""
+
+    name = "Redis pub/sub"
+
+    def __init__(self, wakeup: Wakeup, queues: frozenset[str], alias: str) -> None:
+        super().__init__(wakeup, queues)
+        self.alias = alias
+
+    def connect(self) -> Any:
+        pubsub = redis_channels.connection(self.alias).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(redis_channels.enqueued_channel())
+        return pubsub
+
+    def relay(self, pubsub: Any) -> None:
+        while not self._stopping.is_set():
+            message = pubsub.get_message(timeout=1.0)
+            if message and self.wanted(_text(message["data"])):
+                self.wakeup.poke()
+
+    def close(self, pubsub: Any) -> None:
+        try:
+            pubsub.close()
+        except Exception:  # noqa: BLE001  (closing a dead connection may fail; nothing to do)
+            pass
+
+
+def _text(data: Any) -> str:
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
 def wakeup_for(using: str, queues: frozenset[str]) -> Wakeup:
     """LISTEN/NOTIFY where the database offers it (:func:`workers_listen`), else Redis if configured."""
-    from django_bourbon_jobs import fastpath
-
     sources: list[Callable[[Wakeup], Source]] = []
-    redis_alias = fastpath.configured_alias()
+    redis_alias = redis_channels.configured_alias()
     if workers_listen(using):
         sources.append(lambda wakeup: PostgresListener(wakeup, queues, using))
     elif redis_alias:
-        sources.append(lambda wakeup: fastpath.RedisListener(wakeup, queues, redis_alias))
+        sources.append(lambda wakeup: RedisListener(wakeup, queues, redis_alias))
     return Wakeup(sources)

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_bourbon_jobs import sse
+from django_bourbon_jobs.events import sse
 from django_bourbon_jobs.models import Job, JobStatus
 from tests.conftest import close_response
 

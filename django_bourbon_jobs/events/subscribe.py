@@ -27,7 +27,6 @@ nobody listened is lost. An outage is logged once per process, and so is its end
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -38,10 +37,8 @@ from django.core.signals import setting_changed
 from django.db import connections, router
 from django.dispatch import receiver
 
-from django_bourbon_jobs import fastpath
+from django_bourbon_jobs.events import redis_channels
 from django_bourbon_jobs.models import Job
-
-logger = logging.getLogger("django_bourbon_jobs.job_events")
 
 FIRST_RETRY = 0.1
 MAX_RETRY = 5.0
@@ -56,36 +53,6 @@ IDLE_SECONDS = 5.0
 
 Key = tuple[str, str]
 """``("channel", name)`` or ``("pattern", glob)``."""
-
-
-class _Outages:
-    """The Redis aliases this process found unreachable: each outage is logged once, and so is its end."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._down: set[str] = set()
-
-    def lost(self, alias: str, exc: Exception) -> None:
-        with self._lock:
-            if alias in self._down:
-                return
-            self._down.add(alias)
-        logger.warning(
-            "Redis %r unavailable for job events (%s); reading the database every poll interval "
-            "until it is back",
-            alias,
-            exc,
-        )
-
-    def back(self, alias: str) -> None:
-        with self._lock:
-            if alias not in self._down:
-                return
-            self._down.discard(alias)
-        logger.warning("Redis %r is back; job events come from pub/sub again", alias)
-
-
-outages = _Outages()
 
 
 class Subscription:
@@ -158,7 +125,7 @@ class Hub:
                 break
             try:
                 if pubsub is None:
-                    pubsub = fastpath.connection(self.alias).pubsub()
+                    pubsub = redis_channels.connection(self.alias).pubsub()
                 self._sync(pubsub, wanted)
                 self._route(pubsub)
                 delay = FIRST_RETRY
@@ -220,7 +187,7 @@ class Hub:
 
     def _acknowledged(self, key: Key) -> None:
         """Redis acknowledged ``key``: its readers hear from now on (and read once if they were polling)."""
-        outages.back(self.alias)
+        redis_channels.outages.back(self.alias, "subscribe")
         with self._lock:
             if key in self._sent:
                 self._active.add(key)
@@ -235,7 +202,7 @@ class Hub:
             subscription.settled.set()
 
     def _lost(self, exc: Exception) -> None:
-        outages.lost(self.alias, exc)
+        redis_channels.outages.lost(self.alias, exc, "subscribe")
         with self._lock:
             self._sent, self._active = set(), set()
             readers = {subscription for group in self._readers.values() for subscription in group}
@@ -425,17 +392,17 @@ class JobEvents:
     @classmethod
     def for_job(cls, job_id: object, poll_interval: float) -> JobEvents:
         """One job's changes; without Redis, as the process's :class:`JobPoller` sees them."""
-        alias = fastpath.configured_alias()
-        return cls(alias, poll_interval, channels=[fastpath.job_channel(job_id)], job_id=job_id)
+        alias = redis_channels.configured_alias()
+        return cls(alias, poll_interval, channels=[redis_channels.job_channel(job_id)], job_id=job_id)
 
     @classmethod
     def for_all_jobs(cls, poll_interval: float) -> JobEvents:
         """Every job's changes, and new jobs: whatever moves the dashboard's numbers."""
         return cls(
-            fastpath.configured_alias(),
+            redis_channels.configured_alias(),
             poll_interval,
-            channels=[fastpath.enqueued_channel()],
-            patterns=[fastpath.job_channel("*")],
+            channels=[redis_channels.enqueued_channel()],
+            patterns=[redis_channels.job_channel("*")],
         )
 
     @property

@@ -1,0 +1,70 @@
+"""The loop every live stream shares: wait for a wake-up, read the database, send what changed.
+
+A stream subscribes (:meth:`EventStream.subscribe`) before its first read, so no
+change between the two goes unheard; then it reads whenever a wake-up or a
+heartbeat makes a read due, sends what changed, sends a heartbeat comment when it
+has been quiet for ``heartbeat_interval``, and ends when the subclass says it is
+done or after ``max_seconds`` (the client reconnects and misses nothing). The
+API's job stream and the admin dashboard's stream are subclasses; they say only
+what to subscribe to, what to read, and what to send.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from django_bourbon_jobs.events.sse import HEARTBEAT, RETRY
+from django_bourbon_jobs.events.subscribe import JobEvents
+
+
+class EventStream:
+    """Yields SSE text. Subclasses define :meth:`subscribe` and :meth:`updates`."""
+
+    heartbeat_interval: float = 15.0
+    max_seconds: float = 300.0
+
+    def __init__(self) -> None:
+        self.due = True
+        """A read is due: the first one, and after each wake-up or heartbeat."""
+        self.done = False
+        """Set by :meth:`updates` when the stream has sent its last event."""
+
+    def subscribe(self) -> JobEvents:
+        raise NotImplementedError
+
+    def updates(self) -> Iterator[str]:
+        """Read if a read is due (and clear ``due``), and yield the events that changed."""
+        raise NotImplementedError
+
+    def next_read_at(self) -> float | None:
+        """A monotonic time at which a held-back read becomes possible; None when nothing is held."""
+        return None
+
+    def __iter__(self) -> Iterator[str]:
+        yield RETRY
+        started = last_write = time.monotonic()
+        with self.subscribe() as events:
+            while True:
+                for event in self.updates():
+                    yield event
+                    last_write = time.monotonic()
+                if self.done or time.monotonic() - started >= self.max_seconds:
+                    return
+                if events.wait(self._seconds_to_wait(started, last_write)):
+                    self.due = True
+                if time.monotonic() - last_write >= self.heartbeat_interval:
+                    yield HEARTBEAT
+                    self.due, last_write = True, time.monotonic()
+
+    def _seconds_to_wait(self, started: float, last_write: float) -> float:
+        """Until the next heartbeat, the end, or a held-back read, whichever comes first.
+
+        Waiting (rather than sleeping) through a held-back read keeps taking Redis
+        messages off the socket, so a busy system never backs up a subscription.
+        """
+        until = min(last_write + self.heartbeat_interval, started + self.max_seconds)
+        held = self.next_read_at()
+        if held is not None:
+            until = min(until, held)
+        return until - time.monotonic()
