@@ -13,6 +13,7 @@ from django.db import connections, router, transaction
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
 from django.utils import timezone
 
+from django_bourbon_jobs.callbacks import check_callback_url
 from django_bourbon_jobs.conf import get_settings
 
 DISPATCH_OPTIONS = frozenset(
@@ -36,8 +37,6 @@ dispatch_extras: ContextVar[DispatchExtras] = ContextVar("dispatch_extras", defa
 def _extras(task: Task, options: dict[str, Any]) -> DispatchExtras:
     callback_url = options.get("callback_url") or getattr(task, "callback_url", None) or ""
     if callback_url:
-        from django_bourbon_jobs.webhooks import check_callback_url
-
         check_callback_url(callback_url)
     return DispatchExtras(
         dispatched_by=options.get("dispatched_by"),

@@ -15,15 +15,14 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from django_bourbon_jobs import dispatch_async, webhooks
+from django_bourbon_jobs.callbacks import check_callback_url, host_allowed
 from django_bourbon_jobs.exceptions import InvalidCallbackURL
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.signals import job_finished
 from django_bourbon_jobs.webhooks import (
     NOT_DELIVERED,
     SIGNATURE_HEADER,
-    check_callback_url,
     deliver_webhook,
-    host_allowed,
     sign,
     verify_signature,
 )

@@ -30,14 +30,16 @@ CHANNEL = "bourbon_jobs:enqueued"
 
 
 def configured_alias() -> str | None:
-    """The cache alias named by the first DatabaseBackend's ``OPTIONS['REDIS']``, if any."""
+    """The cache alias named by the first task backend's ``OPTIONS['REDIS']`` (ours sets ``redis_alias``).
+
+    Read off the backend (not by importing its class), so events depend on no backend.
+    """
     from django.tasks import task_backends
 
-    from django_bourbon_jobs.backends.database import DatabaseBackend
-
     for backend in task_backends.all():
-        if isinstance(backend, DatabaseBackend) and backend.redis_alias:
-            return backend.redis_alias
+        alias = getattr(backend, "redis_alias", None)
+        if alias:
+            return str(alias)
     return None
 
 
