@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,43 +12,31 @@ from django.utils import timezone
 
 from django_bourbon_jobs.callbacks import check_callback_url
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.tasks import BourbonTask
 
 DISPATCH_OPTIONS = frozenset(
     {"queue_name", "priority", "run_after", "delay", "dispatched_by", "idempotency_key", "callback_url"}
 )
 
 
-@dataclass(frozen=True)
-class DispatchExtras:
-    """What a dispatch records beyond Django's enqueue arguments (which have no slot for it)."""
+def _with_extras(task: Task, options: dict[str, Any]) -> Task:
+    """The task carrying ``dispatched_by``, ``idempotency_key`` and ``callback_url`` for the backend.
 
-    dispatched_by: Any = None
-    idempotency_key: str = ""
-    callback_url: str = ""
-
-
-dispatch_extras: ContextVar[DispatchExtras] = ContextVar("dispatch_extras", default=DispatchExtras())  # noqa: B039  (frozen)
-"""Read by the backend while it builds the job row."""
-
-
-def _extras(task: Task, options: dict[str, Any]) -> DispatchExtras:
-    callback_url = options.get("callback_url") or getattr(task, "callback_url", None) or ""
+    Only our backend's tasks (:class:`~django_bourbon_jobs.tasks.BourbonTask`) can carry
+    them; another backend's would not store them, so a dispatch that names one is refused.
+    """
+    callback_url = options.get("callback_url") or getattr(task, "callback_url", None) or None
     if callback_url:
         check_callback_url(callback_url)
-    return DispatchExtras(
-        dispatched_by=options.get("dispatched_by"),
-        idempotency_key=options.get("idempotency_key") or "",
-        callback_url=callback_url,
-    )
-
-
-@contextmanager
-def _recording(extras: DispatchExtras) -> Iterator[None]:
-    token = dispatch_extras.set(extras)
-    try:
-        yield
-    finally:
-        dispatch_extras.reset(token)
+    dispatched_by, key = options.get("dispatched_by"), options.get("idempotency_key") or ""
+    if isinstance(task, BourbonTask):
+        return task.for_dispatch(dispatched_by, key, callback_url)
+    if key or callback_url or dispatched_by is not None:
+        raise TypeError(
+            f"{task.name}'s backend cannot record dispatched_by, idempotency_key or callback_url: "
+            "use django_bourbon_jobs.backends.DatabaseBackend."
+        )
+    return task
 
 
 def _run_after(run_after: datetime | None, delay: float | timedelta | None) -> datetime | None:
@@ -92,15 +77,13 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     ``IDEMPOTENCY_WINDOW`` returns the first job); ``callback_url`` (a webhook
     for the final state; its host must be in ``WEBHOOK_ALLOWED_HOSTS``).
     """
-    task = _prepared(handler, options)
-    extras = _extras(task, options)
-    with _recording(extras):
-        if not extras.idempotency_key:
-            return task.enqueue(payload)
-        return _enqueue_once(task, payload, extras)
+    task = _with_extras(_prepared(handler, options), options)
+    if not getattr(task, "idempotency_key", ""):
+        return task.enqueue(payload)
+    return _enqueue_once(task, payload)
 
 
-def _enqueue_once(task: Task, payload: Any, extras: DispatchExtras) -> TaskResult:
+def _enqueue_once(task: Task, payload: Any) -> TaskResult:
     """Enqueue unless this dispatcher used the key within the window; serialised per key.
 
     PostgreSQL: a transaction-scoped advisory lock on the (dispatcher, key) pair.
@@ -110,16 +93,17 @@ def _enqueue_once(task: Task, payload: Any, extras: DispatchExtras) -> TaskResul
     from django_bourbon_jobs.results import to_task_result
 
     using = router.db_for_write(Job)
-    user = extras.dispatched_by if getattr(extras.dispatched_by, "is_authenticated", False) else None
+    dispatched_by, key = getattr(task, "dispatched_by", None), getattr(task, "idempotency_key", "")
+    user = dispatched_by if getattr(dispatched_by, "is_authenticated", False) else None
     since = timezone.now() - timedelta(seconds=get_settings().IDEMPOTENCY_WINDOW)
     with transaction.atomic(using=using):
         if connections[using].vendor == "postgresql":
             with connections[using].cursor() as cursor:
-                lock_key = f"bourbon:{getattr(user, 'pk', '')}:{extras.idempotency_key}"
+                lock_key = f"bourbon:{getattr(user, 'pk', '')}:{key}"
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [lock_key])
         first = (
             Job.objects.db_manager(using)
-            .filter(dispatched_by=user, idempotency_key=extras.idempotency_key, enqueued_at__gte=since)
+            .filter(dispatched_by=user, idempotency_key=key, enqueued_at__gte=since)
             .order_by("enqueued_at")
             .first()
         )
@@ -135,14 +119,13 @@ def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> lis
     is not JSON raises ``InvalidPayload`` and no job is written. The task's
     backend must provide ``enqueue_many`` (``DatabaseBackend`` does).
     """
-    task = _prepared(handler, options)
+    task = _with_extras(_prepared(handler, options), options)
     backend = task.get_backend()
     if not hasattr(backend, "enqueue_many"):
         raise TypeError(f"Backend {type(backend).__name__} cannot enqueue in bulk; use dispatch_async().")
     if options.get("idempotency_key"):
         raise TypeError("dispatch_many() takes no idempotency_key: give each job its own dispatch_async().")
-    with _recording(_extras(task, options)):
-        return backend.enqueue_many(task, [((payload,), {}) for payload in payloads])  # type: ignore[no-any-return]
+    return backend.enqueue_many(task, [((payload,), {}) for payload in payloads])  # type: ignore[no-any-return]
 
 
 def get_result(job_id: str, backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> TaskResult:

@@ -8,6 +8,7 @@ Django's open proposals for the Tasks framework.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,22 @@ class BourbonTask(Task):
     """Seconds one attempt may run; ``None`` uses ``DEFAULT_TIMEOUT``."""
     callback_url: str | None = None
     """Default webhook URL for this task's final state, when a dispatch names none."""
+    dispatched_by: Any = dataclasses.field(default=None, compare=False, repr=False)
+    """The user a dispatch records (``dispatch_async(..., dispatched_by=user)``); set per dispatch."""
+    idempotency_key: str = ""
+    """The dispatch's idempotency key; set per dispatch."""
+
+    def for_dispatch(self, dispatched_by: Any, idempotency_key: str, callback_url: str | None) -> BourbonTask:
+        """A copy carrying what one dispatch records beyond Django's enqueue arguments.
+
+        The extras travel on the task, as ``Task.using()``'s options do, to the backend
+        that builds the job row; the task itself is unchanged.
+        """
+        if (dispatched_by, idempotency_key, callback_url) == (None, "", self.callback_url):
+            return self
+        return dataclasses.replace(
+            self, dispatched_by=dispatched_by, idempotency_key=idempotency_key, callback_url=callback_url
+        )
 
     def get_max_attempts(self) -> int:
         return self.max_attempts or get_settings().DEFAULT_MAX_ATTEMPTS

@@ -324,3 +324,23 @@ def test_retry_queues_failed_and_cancelled_jobs_again_and_announces_each(monkeyp
     assert Job.objects.get(pk=ids[0]).errors == [{"message": "x"}], "the error history stays"
     assert sum("event=retried" in record.getMessage() for record in caplog.records) == 4
     assert retry_jobs(Job.objects.filter(pk=ids[4])) == 0, "a queued job is not retried"
+
+
+def test_dispatch_extras_travel_on_a_copy_of_the_task(django_user_model):
+    """No ContextVar: what one dispatch records is on the task it enqueues, not on the declared task."""
+    user = django_user_model.objects.create(username="ada")
+    first = dispatch_async(tasks.echo, 1, dispatched_by=user, idempotency_key="k1")
+    plain = tasks.echo.enqueue(2)
+    assert (tasks.echo.dispatched_by, tasks.echo.idempotency_key) == (None, "")
+    assert Job.objects.get(pk=first.id).dispatched_by == user
+    assert Job.objects.get(pk=first.id).idempotency_key == "k1"
+    assert Job.objects.get(pk=plain.id).dispatched_by is None
+    assert Job.objects.get(pk=plain.id).idempotency_key == ""
+
+
+def test_extras_for_a_task_of_another_backend_are_refused():
+    from django.tasks import Task
+
+    foreign = Task(priority=0, func=tasks.echo.func, backend="default", queue_name="default", run_after=None)
+    with pytest.raises(TypeError, match="cannot record dispatched_by"):
+        dispatch_async(foreign, 1, idempotency_key="k")

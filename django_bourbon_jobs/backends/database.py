@@ -18,7 +18,6 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from django_bourbon_jobs import bulk, log
-from django_bourbon_jobs.dispatch import dispatch_extras
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
@@ -132,7 +131,6 @@ class DatabaseBackend(BaseTaskBackend):
         from django_bourbon_jobs.models import Job
 
         now = now or timezone.now()
-        extras = dispatch_extras.get()
         args, kwargs = self._checked_arguments(task, args, kwargs)
         return Job(
             task_path=task.module_path,
@@ -143,9 +141,9 @@ class DatabaseBackend(BaseTaskBackend):
             max_attempts=max_attempts_of(task),
             run_after=task.run_after or now,
             enqueued_at=now,
-            dispatched_by=_saved_user(extras.dispatched_by),
-            idempotency_key=extras.idempotency_key,
-            callback_url=extras.callback_url,
+            dispatched_by=_saved_user(getattr(task, "dispatched_by", None)),
+            idempotency_key=getattr(task, "idempotency_key", ""),
+            callback_url=getattr(task, "callback_url", None) or "",
         )
 
     @staticmethod
