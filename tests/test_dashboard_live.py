@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.admin.jobs import JobAdmin
 from django_bourbon_jobs.admin.live import DashboardStream
-from django_bourbon_jobs.events.sse import RETRY
+from django_bourbon_jobs.events.sse import RETRY, as_sse
 from django_bourbon_jobs.models import Job
 from tests import tasks
 from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings
@@ -121,7 +121,7 @@ def test_with_redis_job_events_push_at_most_once_per_min_gap(
 
 
 def test_each_read_is_two_queries_and_holds_no_connection() -> None:
-    stream = iter(DashboardStream(since=None, poll_interval=0.01, min_gap=0))
+    stream = as_sse(DashboardStream(since=None, poll_interval=0.01, min_gap=0))
     assert next(stream) == RETRY
     with CaptureQueriesContext(connection) as queries:
         first = next(stream)

@@ -18,6 +18,7 @@ from django_bourbon_jobs import cancel
 from django_bourbon_jobs.api.events import JobStream
 from django_bourbon_jobs.api.views import JobViewSet
 from django_bourbon_jobs.events import redis_channels
+from django_bourbon_jobs.events.sse import as_sse
 from django_bourbon_jobs.models import Job
 from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings, wait_until
 from tests.streams import EventReader, Uvicorn
@@ -179,7 +180,7 @@ def test_the_stream_holds_no_connection_between_polls(alice: User) -> None:
         enqueued_at=timezone.now(),
         dispatched_by=alice,
     )
-    stream = iter(
+    stream = as_sse(
         JobStream(
             Job.objects.all(), job.pk, lambda j: {"status": j.status, "p": j.progress}, poll_interval=0.01
         )
@@ -203,7 +204,7 @@ def test_a_job_removed_mid_stream_ends_it(alice: User) -> None:
         enqueued_at=timezone.now(),
         dispatched_by=alice,
     )
-    stream = iter(JobStream(Job.objects.all(), job.pk, lambda j: {"status": j.status}, poll_interval=0.01))
+    stream = as_sse(JobStream(Job.objects.all(), job.pk, lambda j: {"status": j.status}, poll_interval=0.01))
     next(stream), next(stream)
     job.delete()
     assert next(stream).startswith("event: gone")

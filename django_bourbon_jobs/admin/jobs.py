@@ -186,9 +186,7 @@ class JobAdmin(JobAdminBase):
         )
         limits = get_settings()
         try:
-            return open_stream(
-                request.user.pk, iter(stream), limits.STREAMS_PER_USER, limits.STREAMS_PER_PROCESS
-            )
+            return open_stream(request.user.pk, stream, limits.STREAMS_PER_USER, limits.STREAMS_PER_PROCESS)
         except TooManyStreams as exc:
             return HttpResponse(str(exc), status=429, headers={"Retry-After": str(exc.retry_after)})
 

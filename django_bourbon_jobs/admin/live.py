@@ -23,8 +23,7 @@ from typing import Any
 from django.db import router
 
 from django_bourbon_jobs.admin.dashboard import fingerprint, status_counts
-from django_bourbon_jobs.events.sse import format_event
-from django_bourbon_jobs.events.stream import EventStream
+from django_bourbon_jobs.events.stream import Event, EventStream
 from django_bourbon_jobs.events.subscribe import JobEvents, release_connection
 from django_bourbon_jobs.models import Job, Worker
 
@@ -57,7 +56,7 @@ class DashboardStream(EventStream):
         data = {"status_counts": {value: n for value, _, n in counts}, "workers": len(worker_ids)}
         return data, fingerprint(counts, worker_ids)
 
-    def updates(self) -> Iterator[str]:
+    def updates(self) -> Iterator[Event]:
         """At most one read per ``min_gap``; a due read waits until then (see :meth:`next_read_at`)."""
         if not self.due or time.monotonic() - self.last_read < self.min_gap:
             return
@@ -65,7 +64,7 @@ class DashboardStream(EventStream):
         data, current = self.read()
         if current != self.shown:
             self.shown = current
-            yield format_event("changed", json.dumps(data), current)
+            yield Event("changed", json.dumps(data), current)
 
     def next_read_at(self) -> float | None:
         return self.last_read + self.min_gap if self.due else None

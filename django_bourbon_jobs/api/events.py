@@ -23,7 +23,7 @@ from django.db import router
 from rest_framework.renderers import BaseRenderer
 
 from django_bourbon_jobs.events.sse import event_id, format_event
-from django_bourbon_jobs.events.stream import EventStream
+from django_bourbon_jobs.events.stream import Event, EventStream
 from django_bourbon_jobs.events.subscribe import JobEvents, release_connection
 from django_bourbon_jobs.models import FINISHED_STATUSES, Job
 
@@ -78,18 +78,18 @@ class JobStream(EventStream):
         data = json.dumps(self.represent(job), cls=DjangoJSONEncoder, sort_keys=True)
         return data, event_id(data)
 
-    def updates(self) -> Iterator[str]:
+    def updates(self) -> Iterator[Event]:
         if not self.due:
             return
         self.due = False
         job = self.fetch()
         if job is None:
             self.done = True
-            yield format_event("gone", json.dumps({"job_id": str(self.job_id)}), None)
+            yield Event("gone", json.dumps({"job_id": str(self.job_id)}))
             return
         data, digest = self.snapshot(job)
         if digest != self.last_event_id:
             state = (job.status, job.attempts, job.cancel_requested_at is not None)
-            yield format_event("status" if state != self.sent else "progress", data, digest)
+            yield Event("status" if state != self.sent else "progress", data, digest)
             self.sent, self.last_event_id = state, digest
         self.done = job.status in FINISHED_STATUSES

@@ -282,8 +282,6 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 return HttpResponse(status=status.HTTP_204_NO_CONTENT)
         limits = get_settings()
         try:
-            return open_stream(
-                request.user.pk, iter(stream), limits.STREAMS_PER_USER, limits.STREAMS_PER_PROCESS
-            )
+            return open_stream(request.user.pk, stream, limits.STREAMS_PER_USER, limits.STREAMS_PER_PROCESS)
         except TooManyStreams as exc:
             raise Throttled(wait=exc.retry_after, detail=str(exc)) from None

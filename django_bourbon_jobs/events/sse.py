@@ -22,6 +22,9 @@ from typing import Any, cast
 from django.db import connections
 from django.http import StreamingHttpResponse
 
+from django_bourbon_jobs.events.stream import HEARTBEAT as STREAM_HEARTBEAT
+from django_bourbon_jobs.events.stream import OPENING, Event, EventStream
+
 RECONNECT_MS = 2000
 """The ``retry:`` a stream announces: how long a browser waits before reconnecting."""
 
@@ -74,10 +77,8 @@ class StreamSlots:
 slots = StreamSlots()
 
 
-def open_stream(
-    user: object, events: Iterator[str], per_user: int, per_process: int
-) -> StreamingHttpResponse:
-    """The response for ``events``, holding one of ``user``'s stream slots until it closes.
+def open_stream(user: object, stream: EventStream, per_user: int, per_process: int) -> StreamingHttpResponse:
+    """The response for ``stream`` (as Server-Sent Events), holding one of ``user``'s slots until it closes.
 
     The request's database connections (the job's lookup, the session) are closed
     first: under ASGI they would otherwise stay open on the request's thread until
@@ -85,7 +86,7 @@ def open_stream(
     """
     release = slots.take(user, per_user, per_process)
     release_request_connections()
-    return stream_response(_Held(events, release))
+    return stream_response(_Held(as_sse(stream), release))
 
 
 def release_request_connections() -> None:
@@ -116,6 +117,23 @@ class _Held:
                     close()
         finally:
             self._release()
+
+
+def as_sse(events: Iterable[Event]) -> Iterator[str]:
+    """The stream's events as Server-Sent Events text; closing this closes the stream (its subscription)."""
+    iterator = iter(events)
+    try:
+        for event in iterator:
+            if event is OPENING:
+                yield RETRY
+            elif event is STREAM_HEARTBEAT:
+                yield HEARTBEAT
+            else:
+                yield format_event(event.name, event.data, event.id)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def format_event(event: str, data: str, event_id: str | None) -> str:

@@ -11,15 +11,39 @@ what to subscribe to, what to read, and what to send.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from django_bourbon_jobs.events.sse import HEARTBEAT, RETRY
 from django_bourbon_jobs.events.subscribe import JobEvents
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a stream sends: ``name`` (``status``, ``progress``, ``gone``, ``changed``, ...),
+    its ``data`` as JSON text, and an ``id`` a reconnecting client can send back.
+
+    Two names are the transport's own: ``retry`` opens a stream, ``heartbeat`` keeps an idle one
+    open. :mod:`.sse` and the WebSocket consumer each render events their way.
+    """
+
+    name: str
+    data: str = ""
+    id: str | None = None
+
+    def as_json(self) -> str:
+        """``{"event", "id", "data"}``, the data embedded as JSON (a WebSocket text message)."""
+        data = self.data or "null"
+        return f'{{"event": {json.dumps(self.name)}, "id": {json.dumps(self.id)}, "data": {data}}}'
+
+
+OPENING = Event("retry")
+HEARTBEAT = Event("heartbeat")
+
+
 class EventStream:
-    """Yields SSE text. Subclasses define :meth:`subscribe` and :meth:`updates`."""
+    """Yields :class:`Event` s. Subclasses define :meth:`subscribe` and :meth:`updates`."""
 
     heartbeat_interval: float = 15.0
     max_seconds: float = 300.0
@@ -33,7 +57,7 @@ class EventStream:
     def subscribe(self) -> JobEvents:
         raise NotImplementedError
 
-    def updates(self) -> Iterator[str]:
+    def updates(self) -> Iterator[Event]:
         """Read if a read is due (and clear ``due``), and yield the events that changed."""
         raise NotImplementedError
 
@@ -41,8 +65,8 @@ class EventStream:
         """A monotonic time at which a held-back read becomes possible; None when nothing is held."""
         return None
 
-    def __iter__(self) -> Iterator[str]:
-        yield RETRY
+    def __iter__(self) -> Iterator[Event]:
+        yield OPENING
         started = last_write = time.monotonic()
         with self.subscribe() as events:
             while True:
