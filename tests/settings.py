@@ -13,7 +13,7 @@ SECRET_KEY = "tests-only"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
-ALLOWED_HOSTS = ["*"]
+ALLOWED_HOSTS = os.environ.get("BOURBON_TEST_ALLOWED_HOSTS", "*").split(",")
 ROOT_URLCONF = "tests.urls"
 
 INSTALLED_APPS = [

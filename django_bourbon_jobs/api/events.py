@@ -14,18 +14,22 @@ announced); without Redis, or while it is down, every ``poll_interval``.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router
+from django.db.models import Q
+from django.utils import timezone
 from rest_framework.renderers import BaseRenderer
 
 from django_bourbon_jobs.events.sse import event_id, format_event
 from django_bourbon_jobs.events.stream import Event, EventStream
 from django_bourbon_jobs.events.subscribe import JobEvents, release_connection
-from django_bourbon_jobs.models import FINISHED_STATUSES, Job
+from django_bourbon_jobs.models import FINISHED_STATUSES, Job, JobStatus
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -93,3 +97,55 @@ class JobStream(EventStream):
             yield Event("status" if state != self.sent else "progress", data, digest)
             self.sent, self.last_event_id = state, digest
         self.done = job.status in FINISHED_STATUSES
+
+
+@dataclass
+class JobsStream(EventStream):
+    """Follows every job of ``queryset`` (the caller's visible jobs) and yields an event per change.
+
+    It first sends each open job (queued or running), then every job that changes or is
+    dispatched while it runs, as :class:`JobStream` would, reading at most once per
+    ``min_gap``: with Redis on any job's event, without it every ``poll_interval``.
+    ``limit`` bounds how many jobs one read looks at (the newest).
+    """
+
+    queryset: Any
+    represent: Callable[[Job], dict[str, Any]]
+    poll_interval: float = 0.5
+    min_gap: float = 0.25
+    limit: int = 200
+    heartbeat_interval: float = 15.0
+    max_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        self.opened = timezone.now()
+        self.seen: dict[str, tuple[str, tuple[str, int, bool]]] = {}
+        self.last_read = -math.inf
+
+    def subscribe(self) -> JobEvents:
+        return JobEvents.for_all_jobs(self.poll_interval)
+
+    def read(self) -> list[Job]:
+        recent = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]) | Q(enqueued_at__gte=self.opened)
+        recent |= Q(finished_at__gte=self.opened)
+        try:
+            return list(self.queryset.filter(recent).order_by("-enqueued_at")[: self.limit])
+        finally:
+            release_connection(router.db_for_read(Job))
+
+    def updates(self) -> Iterator[Event]:
+        if not self.due or time.monotonic() - self.last_read < self.min_gap:
+            return
+        self.due, self.last_read = False, time.monotonic()
+        for job in reversed(self.read()):
+            data = json.dumps(self.represent(job), cls=DjangoJSONEncoder, sort_keys=True)
+            digest, state = event_id(data), (job.status, job.attempts, job.cancel_requested_at is not None)
+            before = self.seen.get(str(job.pk))
+            if before is not None and before[0] == digest:
+                continue
+            self.seen[str(job.pk)] = (digest, state)
+            yield Event("status" if before is None or before[1] != state else "progress", data, digest)
+
+    def next_read_at(self) -> float | None:
+        return self.last_read + self.min_gap if self.due else None

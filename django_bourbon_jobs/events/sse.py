@@ -10,8 +10,6 @@ stream's own reads each borrow a connection and give it back.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import threading
@@ -22,8 +20,8 @@ from typing import Any, cast
 from django.db import connections
 from django.http import StreamingHttpResponse
 
+from django_bourbon_jobs.events.stream import END, OPENING, Event, EventStream, Pump
 from django_bourbon_jobs.events.stream import HEARTBEAT as STREAM_HEARTBEAT
-from django_bourbon_jobs.events.stream import OPENING, Event, EventStream
 
 RECONNECT_MS = 2000
 """The ``retry:`` a stream announces: how long a browser waits before reconnecting."""
@@ -174,62 +172,9 @@ class EventStreamResponse(StreamingHttpResponse):
         self._events = events
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        pump = _Pump(cast(Iterable[bytes], self.streaming_content), getattr(self._events, "close", None))
+        pump = Pump(cast(Iterable[bytes], self.streaming_content), getattr(self._events, "close", None))
         try:
-            while (part := await pump.next()) is not _END:
+            while (part := await pump.next()) is not END:
                 yield part
         finally:
             pump.stop()
-
-
-_END: Any = object()
-
-
-class _Pump:
-    """Iterates a blocking iterator on its own daemon thread, handing each item to the event loop."""
-
-    def __init__(self, parts: Iterable[bytes], close: Callable[[], object] | None) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._handoff: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
-        self._stopping = threading.Event()
-        name = "bourbon-event-stream"
-        threading.Thread(target=self._run, args=(parts, close), name=name, daemon=True).start()
-
-    async def next(self) -> Any:
-        item = await self._handoff.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def _run(self, parts: Iterable[bytes], close: Callable[[], object] | None) -> None:
-        try:
-            for part in parts:
-                if not self._hand_over(part):
-                    return
-            self._hand_over(_END)
-        except Exception as exc:  # noqa: BLE001  (raised again on the event loop's side)
-            self._hand_over(exc)
-        finally:
-            # Django's own close of the response may be closing the generator right now.
-            with contextlib.suppress(ValueError):
-                if close is not None:
-                    close()
-            connections.close_all()
-
-    def _hand_over(self, item: Any) -> bool:
-        """Wait until the loop takes ``item``; false once the response has stopped listening."""
-        try:
-            future = asyncio.run_coroutine_threadsafe(self._handoff.put(item), self._loop)
-        except RuntimeError:  # the event loop is closed: the server is going away
-            return False
-        while not self._stopping.is_set():
-            try:
-                future.result(timeout=0.5)
-                return True
-            except concurrent.futures.TimeoutError:
-                continue
-        future.cancel()
-        return False

@@ -11,10 +11,17 @@ what to subscribe to, what to read, and what to send.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
 
 from django_bourbon_jobs.events.subscribe import JobEvents
 
@@ -92,3 +99,57 @@ class EventStream:
         if held is not None:
             until = min(until, held)
         return until - time.monotonic()
+
+
+END: Any = object()
+"""What :meth:`Pump.next` returns once the iterator is exhausted."""
+
+
+class Pump:
+    """Iterates a blocking iterator on its own daemon thread, handing each item to the event loop."""
+
+    def __init__(self, parts: Iterable[Any], close: Callable[[], object] | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._handoff: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        self._stopping = threading.Event()
+        name = "bourbon-event-stream"
+        threading.Thread(target=self._run, args=(parts, close), name=name, daemon=True).start()
+
+    async def next(self) -> Any:
+        item = await self._handoff.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self, parts: Iterable[Any], close: Callable[[], object] | None) -> None:
+        try:
+            for part in parts:
+                if not self._hand_over(part):
+                    return
+            self._hand_over(END)
+        except Exception as exc:  # noqa: BLE001  (raised again on the event loop's side)
+            self._hand_over(exc)
+        finally:
+            # Django's own close of the response may be closing the generator right now.
+            with contextlib.suppress(ValueError):
+                if close is not None:
+                    close()
+            connections.close_all()
+
+    def _hand_over(self, item: Any) -> bool:
+        """Wait until the loop takes ``item``; false once the response has stopped listening."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._handoff.put(item), self._loop)
+        except RuntimeError:  # the event loop is closed: the server is going away
+            return False
+        while not self._stopping.is_set():
+            try:
+                future.result(timeout=0.5)
+                return True
+            except concurrent.futures.TimeoutError:
+                continue
+        future.cancel()
+        return False
