@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import router, transaction
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult, task_backends
 from django.utils import timezone
 
+from django_bourbon_jobs import store
 from django_bourbon_jobs.callbacks import check_callback_url
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.tasks import BourbonTask
@@ -86,8 +87,8 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
 def _enqueue_once(task: Task, payload: Any) -> TaskResult:
     """Enqueue unless this dispatcher used the key within the window; serialised per key.
 
-    PostgreSQL: a transaction-scoped advisory lock on the (dispatcher, key) pair.
-    SQLite: the write lock (use ``transaction_mode = "IMMEDIATE"``, as the docs advise).
+    The store serialises dispatches of one (dispatcher, key) pair: PostgreSQL with an
+    advisory lock, SQLite with its write lock (``transaction_mode = "IMMEDIATE"``).
     """
     from django_bourbon_jobs.models import Job
     from django_bourbon_jobs.results import to_task_result
@@ -97,10 +98,7 @@ def _enqueue_once(task: Task, payload: Any) -> TaskResult:
     user = dispatched_by if getattr(dispatched_by, "is_authenticated", False) else None
     since = timezone.now() - timedelta(seconds=get_settings().IDEMPOTENCY_WINDOW)
     with transaction.atomic(using=using):
-        if connections[using].vendor == "postgresql":
-            with connections[using].cursor() as cursor:
-                lock_key = f"bourbon:{getattr(user, 'pk', '')}:{key}"
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [lock_key])
+        store.for_connection(using).lock_idempotency_key(using, f"bourbon:{getattr(user, 'pk', '')}:{key}")
         first = (
             Job.objects.db_manager(using)
             .filter(dispatched_by=user, idempotency_key=key, enqueued_at__gte=since)

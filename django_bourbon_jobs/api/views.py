@@ -113,7 +113,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     stream_throttle_classes = [StreamRateThrottle]
     pagination_class = JobPagination
     parser_classes = [BoundedJSONParser]
-    lookup_value_regex = "[^/.]+"
+    lookup_value_regex = "[^/]+"
     """Any id reaches the view, so a malformed one gets the same JSON ``404`` as a missing one."""
     schema = AutoSchema()
     stream_poll_interval = 0.5

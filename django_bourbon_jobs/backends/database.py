@@ -17,12 +17,11 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from django_bourbon_jobs import bulk, log
+from django_bourbon_jobs import bulk, log, store
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
-from django_bourbon_jobs.worker import wakeup
 
 
 def _saved_user(user: Any) -> Any:
@@ -70,10 +69,7 @@ class DatabaseBackend(BaseTaskBackend):
         job = self._build_job(task, args, kwargs)
         using = router.db_for_write(Job)
         due_now = job.run_after <= job.enqueued_at
-        if due_now and wakeup.uses_notify(using):
-            wakeup.insert_and_notify(job, using)
-        else:
-            job.save(force_insert=True, using=using)
+        store.for_connection(using).insert(job, using, notify=due_now)
         if due_now and self.redis_alias:
             publish.publish_after_commit(self.redis_alias, job.queue_name, using)
         result = to_task_result(job, self.alias, task)
@@ -98,10 +94,11 @@ class DatabaseBackend(BaseTaskBackend):
             checked = (self._checked_arguments(task, args, kwargs) for args, kwargs in calls)
             jobs = bulk.clone_jobs(template, checked)
             using = router.db_for_write(Job)
+            storage = store.for_connection(using)
             with transaction.atomic(using=using):
-                bulk.insert_jobs(jobs, using)
+                storage.insert_many(jobs, using)
                 if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
-                    wakeup.notify_queue(using, task.queue_name)
+                    storage.notify(using, task.queue_name)
                     if self.redis_alias:
                         publish.publish_after_commit(self.redis_alias, task.queue_name, using)
             results = queued_task_results(jobs, self.alias, task)

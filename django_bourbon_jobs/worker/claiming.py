@@ -46,8 +46,8 @@ from typing import Any
 from django.db import connections
 from django.db.models import JSONField
 
-from django_bourbon_jobs import pgbound
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.store import pgbound
 
 _FIELDS = Job._meta.concrete_fields
 _ATTNAMES = [field.attname for field in _FIELDS]

@@ -27,8 +27,8 @@ from typing import Any
 from django.db import connections
 from django.db.models import Field
 
-from django_bourbon_jobs import pgbound
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.store import pgbound
 
 VALUE_FIELDS = ("id", "status", "attempts", "return_value", "errors", "run_after", "finished_at", "progress")
 CHUNK = 500

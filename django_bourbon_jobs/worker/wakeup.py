@@ -11,25 +11,18 @@ database. Polling every ``POLL_INTERVAL`` stays on underneath as the safety net
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
-from django.db.models import Model, sql
 
-from django_bourbon_jobs import pgbound
 from django_bourbon_jobs.events import redis_channels
+from django_bourbon_jobs.store import pgbound
+from django_bourbon_jobs.store.postgres import CHANNEL
 
 logger = logging.getLogger("django_bourbon_jobs.wakeup")
-
-CHANNEL = "bourbon_jobs"
-
-
-def uses_notify(using: str) -> bool:
-    return connections[using].vendor == "postgresql"
 
 
 def workers_listen(using: str) -> bool:
@@ -41,53 +34,6 @@ def workers_listen(using: str) -> bool:
     where the database cannot wake them.
     """
     return pgbound.available(connections[using])
-
-
-def notify_queue(using: str, queue_name: str) -> None:
-    """NOTIFY the queue's workers (held until commit inside a transaction)."""
-    if uses_notify(using):
-        with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
-
-
-def insert_and_notify(job: Model, using: str) -> None:
-    """INSERT the job and NOTIFY its queue in one statement (one round trip).
-
-    Inside the caller's transaction PostgreSQL holds the notification until
-    commit, so no worker wakes for a job it cannot see yet; in autocommit the
-    row is committed by the time the notification is delivered.
-
-    Through psycopg 3 the statement's text is built once per model and its
-    values are bound server-side (:mod:`~django_bourbon_jobs.pgbound`): compiling
-    the INSERT and quoting its two dozen values in Python took longer than the
-    round trip itself.
-    """
-    connection = connections[using]
-    fields = type(job)._meta.concrete_fields
-    if pgbound.available(connection):
-        params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in fields]
-        with pgbound.cursor(connection) as cursor:
-            cursor.execute(_insert_and_notify_sql(type(job)), [*params, CHANNEL])
-    else:
-        query = sql.InsertQuery(type(job))
-        query.insert_values(list(fields), [job])
-        [(insert_sql, params)] = query.get_compiler(using=using).as_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(_notifying(insert_sql), [*params, CHANNEL])
-    job._state.adding = False
-    job._state.db = using
-
-
-def _notifying(insert_sql: str) -> str:
-    return f"WITH j AS ({insert_sql} RETURNING queue_name) SELECT pg_notify(%s, queue_name) FROM j"
-
-
-@functools.cache
-def _insert_and_notify_sql(model: type[Model]) -> str:
-    meta = model._meta
-    columns = ", ".join(f'"{field.column}"' for field in meta.concrete_fields)
-    values = ", ".join(["%s"] * len(meta.concrete_fields))
-    return _notifying(f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({values})')
 
 
 class Wakeup:

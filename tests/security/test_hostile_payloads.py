@@ -168,3 +168,10 @@ def test_a_hostile_list_query_filters_or_is_400(alice: APIClient, query: str) ->
     assert response.status_code in expected, (query, response.status_code)
     if response["Content-Type"].startswith("application/json"):
         json.loads(response.content)
+
+
+@pytest.mark.parametrize("job_id", ["a.b", "x.json", "%C3%9C.%2A", "..", "0" * 300])
+def test_any_malformed_id_is_the_json_404_of_a_missing_job(alice: APIClient, job_id: str) -> None:
+    for response in (alice.get(f"{API}{job_id}/"), alice.post(f"{API}{job_id}/retry/")):
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"

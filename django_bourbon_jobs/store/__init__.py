@@ -1,0 +1,26 @@
+"""Storage: the one place that talks SQL beyond the ORM.
+
+:func:`for_connection` picks the store for a database connection, once per
+connection kind: :class:`~.portable.PortableStore` (the ORM and portable SQL; SQLite
+and any other database) or :class:`~.postgres.PostgresStore` (PostgreSQL: one-statement
+INSERT + NOTIFY, advisory locks, and through psycopg 3 bound values and COPY).
+The backend and the dispatch face call ``insert``, ``insert_many``, ``notify`` and
+``lock_idempotency_key``; nothing else writes SQL by hand for them.
+
+(The worker's claim, lease and outcome statements move here next; see
+``docs/architecture.md``.)
+"""
+
+from __future__ import annotations
+
+from django.db import connections
+
+from django_bourbon_jobs.store.portable import PortableStore
+from django_bourbon_jobs.store.postgres import PostgresStore
+
+_STORES = {"portable": PortableStore(), "postgres": PostgresStore()}
+
+
+def for_connection(using: str) -> PortableStore:
+    """The store for the database ``using`` names: PostgreSQL's, or the portable one."""
+    return _STORES["postgres" if connections[using].vendor == "postgresql" else "portable"]
