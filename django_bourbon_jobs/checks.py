@@ -8,6 +8,7 @@ bourbon_jobs.E005  DatabaseBackend is configured but the app is not installed (f
 bourbon_jobs.E006  the backend has unknown OPTIONS (from the backend)
 bourbon_jobs.E007  the backend's OPTIONS["REDIS"] names no django-redis cache (from the backend)
 bourbon_jobs.E008  an API_TASKS entry does not import to a Task
+bourbon_jobs.E009  the jobs database is PostgreSQL through psycopg 2 (psycopg 3 is required)
 bourbon_jobs.W001  the middleware is installed but STATUS_URL_NAME is not set
 """
 
@@ -74,6 +75,15 @@ def check_database(
     if databases is not None and alias not in databases:
         return []
     vendor = connections[alias].vendor
+    if vendor == "postgresql" and getattr(connections[alias], "Database", object).__name__ != "psycopg":
+        return [
+            checks.Error(
+                f"Jobs are stored in database {alias!r} through psycopg 2; django-bourbon-jobs needs "
+                "psycopg 3 on PostgreSQL (claims, outcomes and COPY use its server-side binding).",
+                hint="pip install 'psycopg[binary]' (Django uses psycopg 3 when it is installed).",
+                id="bourbon_jobs.E009",
+            )
+        ]
     if vendor in SUPPORTED_VENDORS:
         return []
     return [

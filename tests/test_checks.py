@@ -4,6 +4,7 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection, connections
 from django.test import override_settings
 
 from django_bourbon_jobs.conf import get_settings
@@ -86,3 +87,13 @@ def test_api_task_that_does_not_import_is_an_error():
     assert "bourbon_jobs.E008" in ids(
         BOURBON_JOBS={"API_TASKS": {"x": "tests.tasks.nope"}, "STATUS_URL_NAME": "job-status"}
     )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's driver")
+def test_postgresql_through_psycopg2_is_an_error(monkeypatch):
+    from django_bourbon_jobs.checks import check_database
+
+    assert check_database() == []
+    monkeypatch.setattr(type(connections["default"]), "Database", type("psycopg2", (), {}))
+    [error] = check_database()
+    assert error.id == "bourbon_jobs.E009" and "psycopg 3" in error.msg

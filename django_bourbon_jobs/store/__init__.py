@@ -2,8 +2,9 @@
 
 :func:`for_connection` picks the store for a database connection, once per
 connection kind: :class:`~.portable.PortableStore` (the ORM and portable SQL; SQLite
-and any other database) or :class:`~.postgres.PostgresStore` (PostgreSQL: one-statement
-INSERT + NOTIFY, advisory locks, and through psycopg 3 bound values and COPY).
+and any other database) or :class:`~.postgres.PostgresStore` (PostgreSQL, through psycopg 3:
+one-statement INSERT + NOTIFY with bound values, COPY, advisory locks). PostgreSQL through
+psycopg 2 is refused at start-up (system check ``bourbon_jobs.E009``).
 The backend and the dispatch face call ``insert``, ``insert_many``, ``notify`` and
 ``lock_idempotency_key``; nothing else writes SQL by hand for them.
 

@@ -1,4 +1,4 @@
-"""The store for PostgreSQL: NOTIFY, advisory locks, and through psycopg 3 bound statements and COPY.
+"""The store for PostgreSQL (through psycopg 3, system check E009): bound statements, NOTIFY, COPY, locks.
 
 Workers LISTEN on :data:`CHANNEL`; an insert that is due at once NOTIFYs it in the
 same statement, so inside the caller's transaction the notification is held until
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections, models
-from django.db.models import Field, JSONField, sql
+from django.db.models import Field, JSONField
 
 from django_bourbon_jobs.store import pgbound
 from django_bourbon_jobs.store.portable import PortableStore
@@ -38,16 +38,9 @@ class PostgresStore(PortableStore):
             return
         connection = connections[using]
         fields = type(job)._meta.concrete_fields
-        if pgbound.available(connection):
-            params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in fields]
-            with pgbound.cursor(connection) as cursor:
-                cursor.execute(_insert_and_notify_sql(type(job)), [*params, CHANNEL])
-        else:  # psycopg 2: Django compiles the INSERT
-            query = sql.InsertQuery(type(job))
-            query.insert_values(list(fields), [job])
-            [(insert_sql, compiled)] = query.get_compiler(using=using).as_sql()
-            with connection.cursor() as cursor:
-                cursor.execute(_notifying(insert_sql), [*compiled, CHANNEL])
+        params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in fields]
+        with pgbound.cursor(connection) as cursor:
+            cursor.execute(_insert_and_notify_sql(type(job)), [*params, CHANNEL])
         job._state.adding = False
         job._state.db = using
 
@@ -58,10 +51,9 @@ class PostgresStore(PortableStore):
         the :data:`VARYING` columns (the rows of one ``dispatch_many`` differ in those
         only). Arguments go as JSON text, which COPY casts to ``jsonb``.
         """
-        connection = connections[using]
-        if not jobs or not pgbound.available(connection):  # psycopg 2 has no COPY of its own kind here
-            super().insert_many(jobs, using)
+        if not jobs:
             return
+        connection = connections[using]
         model = type(jobs[0])
         fields = [f for f in model._meta.concrete_fields if isinstance(f, Field)]
         columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
