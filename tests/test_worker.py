@@ -295,7 +295,7 @@ def test_claims_one_job_per_thread_until_the_queue_proves_deep():
         while not worker.pending.empty():
             worker.pending.get_nowait()
     assert sizes == [1, 2, 2]
-    assert worker._claim_size == 1, "a short claim resets to one per thread"
+    assert worker.claim_sizer.size == 1, "a short claim resets to one per thread"
 
 
 def test_cancel_stops_a_queued_job_only():

@@ -34,6 +34,7 @@ from django_bourbon_jobs.results import load_task
 from django_bourbon_jobs.serialization import error_record, storable
 from django_bourbon_jobs.worker import claiming, db_connections, outcomes
 from django_bourbon_jobs.worker.announce import announce_outcome
+from django_bourbon_jobs.worker.claim_sizer import ClaimSizer
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
 from django_bourbon_jobs.worker.lifeline import MemoryWatch, ParentWatch
 from django_bourbon_jobs.worker.maintenance import announce_settled, hand_back, settle_lost_attempts
@@ -117,8 +118,7 @@ class WorkerProcess:
         self.jobs_done = 0
         self.claimed_total = 0
         self._next_heartbeat = 0.0
-        self._claim_size = config.threads
-        self._refill_below = config.threads
+        self.claim_sizer = ClaimSizer(config.threads, config.batch_size or 1)
         self._next_cancel_check = 0.0
         self._threads: list[threading.Thread] = []
         self.start_log: StartLog = config.start_log  # type: ignore[assignment]  # set by WorkerConfig
@@ -286,7 +286,7 @@ class WorkerProcess:
         statement instead of one each. A job that ran for a while is written
         at once, so its result does not wait for the rest of the batch.
         """
-        return self.pending.qsize() < self._refill_below or finished >= FLUSH_AT or ran_for >= PROMPT_AFTER
+        return self.claim_sizer.room(self.pending.qsize()) or finished >= FLUSH_AT or ran_for >= PROMPT_AFTER
 
     def _sleep(self) -> None:
         """Wait for a poke, a deadline, a heartbeat or the poll interval, whichever is first."""
@@ -312,9 +312,9 @@ class WorkerProcess:
         return min(timeout, max(self._next_heartbeat - time.monotonic(), 0.0) + 0.01)
 
     def _claim_if_room(self) -> int:
-        if self.stop_requested.is_set() or self.pending.qsize() >= self._refill_below:
+        if self.stop_requested.is_set() or not self.claim_sizer.room(self.pending.qsize()):
             return 0
-        limit = self._claim_size
+        limit = self.claim_sizer.size
         if self.config.max_jobs is not None:
             limit = min(limit, self.config.max_jobs - self.claimed_total)
         if limit <= 0:
@@ -330,7 +330,7 @@ class WorkerProcess:
             lease_until=now + self.lease,
         )
         self.claimed_total += len(jobs)
-        self._adapt_claim_size(len(jobs), limit)
+        self.claim_sizer.claimed(len(jobs), limit)
         for job in jobs:
             self.in_flight[job.pk] = job
             self.lease_from[job.id.int] = claimed_at
@@ -338,19 +338,6 @@ class WorkerProcess:
         # After the hand-over: the publisher thread then competes with jobs already started.
         publish.publish_job_events(jobs)
         return len(jobs)
-
-    def _adapt_claim_size(self, claimed: int, asked: int) -> None:
-        """Claim one job per thread while the queue is short, a full batch while it is deep.
-
-        A process holding a prefetched batch makes other idle processes wait, and
-        a claimed job's attempt counts even before it starts; both only pay off
-        under a backlog, which a full claim signals.
-        """
-        batch = self.config.batch_size or 1
-        self._claim_size = min(batch, asked * 2) if claimed == asked else self.config.threads
-        # Under a backlog, claim the next batch while half of this one is still queued,
-        # so the executor threads never wait on the claim's round trip.
-        self._refill_below = max(self.config.threads, self._claim_size // 2)
 
     def flush(self) -> int:
         """Write finished attempts in one statement, then announce them."""
