@@ -35,6 +35,7 @@ from django_bourbon_jobs.serialization import error_record, storable
 from django_bourbon_jobs.worker import claiming, db_connections, outcomes
 from django_bourbon_jobs.worker.announce import announce_outcome
 from django_bourbon_jobs.worker.claim_sizer import ClaimSizer
+from django_bourbon_jobs.worker.duties import CancelRelay, Heartbeat
 from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
 from django_bourbon_jobs.worker.lifeline import MemoryWatch, ParentWatch
 from django_bourbon_jobs.worker.maintenance import announce_settled, hand_back, settle_lost_attempts
@@ -51,7 +52,6 @@ FLUSH_AT = 32
 """Finished attempts that wake the main loop to write them, whatever else is queued."""
 PROMPT_AFTER = 0.005
 """Seconds a job runs before its outcome is written without waiting for the batch."""
-CANCEL_CHECK_SECONDS = 0.5
 """How often a worker with running jobs looks for cancel requests."""
 OUTCOME_TRIES = 3
 """Writes of one job's outcome that may fail (the rest of its batch written) before it is given up."""
@@ -117,9 +117,7 @@ class WorkerProcess:
         self.stop_requested = threading.Event()
         self.jobs_done = 0
         self.claimed_total = 0
-        self._next_heartbeat = 0.0
         self.claim_sizer = ClaimSizer(config.threads, config.batch_size or 1)
-        self._next_cancel_check = 0.0
         self._threads: list[threading.Thread] = []
         self.start_log: StartLog = config.start_log  # type: ignore[assignment]  # set by WorkerConfig
         self.parent = ParentWatch(config.parent_pid)
@@ -135,6 +133,19 @@ class WorkerProcess:
         self.not_ours: set[int] = set()
         self.write_failures: dict[Any, int] = {}
         self._database_down = False
+        self.heartbeat = Heartbeat(
+            using=config.using,
+            worker_id=config.worker_id,
+            every=self.heartbeat_every,
+            lease=self.lease,
+            now=now,
+            started=self._started_jobs,
+            renewed=self._note_renewal,
+            register=self._register,
+        )
+        self.cancel_relay = CancelRelay(
+            config.using, config.worker_id, self.executor, self.watch, self._started_jobs
+        )
 
     @property
     def worker_id(self) -> str:
@@ -170,8 +181,8 @@ class WorkerProcess:
     def run_once(self) -> bool:
         """One turn of the loop; true if it claimed or finished anything."""
         flushed = self.flush()
-        self._heartbeat_if_due()
-        self._relay_cancel_requests_if_due()
+        self.heartbeat.run_once()
+        self.cancel_relay.run_once()
         stuck = self.watch.enforce()
         if stuck:
             self._abandon(stuck)
@@ -227,7 +238,7 @@ class WorkerProcess:
 
     def _start(self) -> None:
         self._register(self.now())
-        self._next_heartbeat = time.monotonic() + self.heartbeat_every
+        self.heartbeat.start()
         self.wakeup.start()
         for n in range(self.config.threads):
             thread = threading.Thread(
@@ -309,7 +320,7 @@ class WorkerProcess:
         deadline = self.watch.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(deadline - time.monotonic(), 0.0) + 0.01)
-        return min(timeout, max(self._next_heartbeat - time.monotonic(), 0.0) + 0.01)
+        return min(timeout, max(self.heartbeat.next_at - time.monotonic(), 0.0) + 0.01)
 
     def _claim_if_room(self) -> int:
         if self.stop_requested.is_set() or not self.claim_sizer.room(self.pending.qsize()):
@@ -422,30 +433,9 @@ class WorkerProcess:
             logger.error("worker %s: giving up job %s to the rescuer: %s", self.worker_id, job.pk, again)
         return True
 
-    def _heartbeat_if_due(self) -> bool:
-        if time.monotonic() < self._next_heartbeat:
-            return False
-        renewed_at = time.monotonic()
-        now = self.now()
+    def _started_jobs(self) -> list[Any]:
         with self.lock:
-            started = list(self.started)
-        renewed = set(
-            claiming.extend_leases(
-                using=self.config.using, worker_id=self.worker_id, until=now + self.lease, started=started
-            )
-        )
-        self._note_renewal(renewed, renewed_at)
-        updated = (
-            Worker.objects.db_manager(self.config.using)
-            .filter(pk=self.worker_id)
-            .update(last_heartbeat_at=now)
-        )
-        if not updated:
-            logger.warning("worker %s row was pruned; re-registering", self.worker_id)
-            self._register(now)
-        self._next_heartbeat = time.monotonic() + self.heartbeat_every
-        db_connections.close_if_broken_or_old(self.config.using)
-        return True
+            return list(self.started)
 
     def _note_renewal(self, renewed: set[Any], renewed_at: float) -> None:
         """Leases renewed now count from ``renewed_at``; jobs the heartbeat did not find are not ours."""
@@ -470,22 +460,6 @@ class WorkerProcess:
             len(stale),
             released,
         )
-
-    def _relay_cancel_requests_if_due(self) -> None:
-        """Pass cancel requests for running jobs to them (one indexed query, only while jobs run)."""
-        if not self.started or time.monotonic() < self._next_cancel_check:
-            return
-        self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-        with self.lock:
-            running = list(self.started)
-        requested = self.jobs.held_by(self.worker_id).filter(
-            pk__in=running, cancel_requested_at__isnull=False
-        )
-        for pk in requested.values_list("pk", flat=True):
-            flag = self.executor.cancel_flags.get(pk)
-            if flag is not None and not flag.is_set():
-                flag.set()
-                self.watch.stop_soon(pk)
 
     def _release_unstarted(self) -> int:
         """Put back jobs claimed but not yet handed to a thread."""
@@ -539,7 +513,7 @@ class WorkerProcess:
         deadline = time.monotonic() + (self.config.shutdown_grace or 0.0)
         while self.in_flight and time.monotonic() < deadline:
             self._guarded(lambda: bool(self.flush()))
-            self._guarded(self._heartbeat_if_due)
+            self._guarded(self.heartbeat.run_once)
             if self.in_flight:
                 self.wakeup.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
         self._guarded(lambda: bool(self.flush()))
