@@ -14,8 +14,6 @@ sends the last one as ``Last-Event-ID``, so no change is missed in between.
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +39,6 @@ class DashboardStream(EventStream):
     def __post_init__(self) -> None:
         super().__init__()  # a read is due at once: the page may be older than this connection
         self.shown = self.since
-        self.last_read = -math.inf
 
     def subscribe(self) -> JobEvents:
         return JobEvents.for_all_jobs(self.poll_interval)
@@ -58,13 +55,9 @@ class DashboardStream(EventStream):
 
     def updates(self) -> Iterator[Event]:
         """At most one read per ``min_gap``; a due read waits until then (see :meth:`next_read_at`)."""
-        if not self.due or time.monotonic() - self.last_read < self.min_gap:
+        if not self.take_read():
             return
-        self.due, self.last_read = False, time.monotonic()
         data, current = self.read()
         if current != self.shown:
             self.shown = current
             yield Event("changed", json.dumps(data), current)
-
-    def next_read_at(self) -> float | None:
-        return self.last_read + self.min_gap if self.due else None

@@ -14,8 +14,6 @@ announced); without Redis, or while it is down, every ``poll_interval``.
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -83,9 +81,8 @@ class JobStream(EventStream):
         return data, event_id(data)
 
     def updates(self) -> Iterator[Event]:
-        if not self.due:
+        if not self.take_read():
             return
-        self.due = False
         job = self.fetch()
         if job is None:
             self.done = True
@@ -121,7 +118,6 @@ class JobsStream(EventStream):
         super().__init__()
         self.opened = timezone.now()
         self.seen: dict[str, tuple[str, tuple[str, int, bool]]] = {}
-        self.last_read = -math.inf
 
     def subscribe(self) -> JobEvents:
         return JobEvents.for_all_jobs(self.poll_interval)
@@ -135,9 +131,8 @@ class JobsStream(EventStream):
             release_connection(router.db_for_read(Job))
 
     def updates(self) -> Iterator[Event]:
-        if not self.due or time.monotonic() - self.last_read < self.min_gap:
+        if not self.take_read():
             return
-        self.due, self.last_read = False, time.monotonic()
         for job in reversed(self.read()):
             data = json.dumps(self.represent(job), cls=DjangoJSONEncoder, sort_keys=True)
             digest, state = event_id(data), (job.status, job.attempts, job.cancel_requested_at is not None)
@@ -146,6 +141,3 @@ class JobsStream(EventStream):
                 continue
             self.seen[str(job.pk)] = (digest, state)
             yield Event("status" if before is None or before[1] != state else "progress", data, digest)
-
-    def next_read_at(self) -> float | None:
-        return self.last_read + self.min_gap if self.due else None

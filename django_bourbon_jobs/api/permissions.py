@@ -1,4 +1,4 @@
-"""The API's side of :mod:`django_bourbon_jobs.permissions`: the queryset and the DRF permission.
+"""The API's side of :mod:`django_bourbon_jobs.permissions`: the DRF permission.
 
 A job the caller may not see is not in their queryset at all, so its id answers
 ``404``, never ``403``: ids leak nothing.
@@ -11,9 +11,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from django_bourbon_jobs.permissions import can_act, can_see_tracebacks, visible_jobs
-
-__all__ = ["JobPermission", "can_see_tracebacks", "visible_jobs"]
+from django_bourbon_jobs.permissions import can_act
 
 
 class JobPermission(BasePermission):

@@ -12,11 +12,11 @@ from rest_framework import serializers
 from rest_framework.exceptions import APIException
 
 from django_bourbon_jobs.api import registry
-from django_bourbon_jobs.api.permissions import can_see_tracebacks
 from django_bourbon_jobs.callbacks import check_callback_url
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.exceptions import InvalidCallbackURL
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.permissions import can_see_tracebacks
 
 MAX_DELAY = 366 * 86400.0
 URL_NAMESPACE = "bourbon_jobs_api"

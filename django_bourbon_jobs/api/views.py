@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from django_bourbon_jobs.api import openapi, registry
 from django_bourbon_jobs.api.events import EventStreamRenderer, JobStream
 from django_bourbon_jobs.api.parsers import BoundedJSONParser
-from django_bourbon_jobs.api.permissions import JobPermission, visible_jobs
+from django_bourbon_jobs.api.permissions import JobPermission
 from django_bourbon_jobs.api.serializers import (
     DispatchedSerializer,
     DispatchSerializer,
@@ -45,6 +45,7 @@ from django_bourbon_jobs.events.sse import TooManyStreams, open_stream
 from django_bourbon_jobs.exceptions import InvalidCallbackURL, InvalidPayload
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.operations import request_cancel, retry_jobs
+from django_bourbon_jobs.permissions import visible_jobs
 
 ENVELOPE_BYTES = 8192
 """Room for the other dispatch fields on top of ``API_MAX_PAYLOAD_BYTES`` before a body is refused unread."""

@@ -22,6 +22,7 @@ from django.http import StreamingHttpResponse
 
 from django_bourbon_jobs.events.stream import END, OPENING, Event, EventStream, Pump
 from django_bourbon_jobs.events.stream import HEARTBEAT as STREAM_HEARTBEAT
+from django_bourbon_jobs.events.subscribe import release_connection
 
 RECONNECT_MS = 2000
 """The ``retry:`` a stream announces: how long a browser waits before reconnecting."""
@@ -89,8 +90,7 @@ def open_stream(user: object, stream: EventStream, per_user: int, per_process: i
 
 def release_request_connections() -> None:
     for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close()
+        release_connection(connection.alias)
 
 
 class _Held:

@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -54,23 +55,33 @@ class EventStream:
 
     heartbeat_interval: float = 15.0
     max_seconds: float = 300.0
+    min_gap: float = 0.0
+    """Least seconds between two reads; a read due sooner waits (see :meth:`next_read_at`)."""
 
     def __init__(self) -> None:
         self.due = True
         """A read is due: the first one, and after each wake-up or heartbeat."""
         self.done = False
         """Set by :meth:`updates` when the stream has sent its last event."""
+        self.last_read = -math.inf
+
+    def take_read(self) -> bool:
+        """True, and the read no longer due, when a read is due and ``min_gap`` has passed."""
+        if not self.due or time.monotonic() - self.last_read < self.min_gap:
+            return False
+        self.due, self.last_read = False, time.monotonic()
+        return True
 
     def subscribe(self) -> JobEvents:
         raise NotImplementedError
 
     def updates(self) -> Iterator[Event]:
-        """Read if a read is due (and clear ``due``), and yield the events that changed."""
+        """Read if :meth:`take_read` says so, and yield the events that changed."""
         raise NotImplementedError
 
     def next_read_at(self) -> float | None:
         """A monotonic time at which a held-back read becomes possible; None when nothing is held."""
-        return None
+        return self.last_read + self.min_gap if self.due and self.min_gap else None
 
     def __iter__(self) -> Iterator[Event]:
         yield OPENING

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -233,36 +233,39 @@ def _close_quietly(pubsub: Any) -> None:
         pass
 
 
-class _Hubs:
-    """This process's hubs, one per Redis alias; a forked child starts its own."""
+class _PerProcess[T]:
+    """This process's instances, one per key, made by ``make(key)``; a forked child makes its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, make: Callable[[str], T]) -> None:
+        self._make = make
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._hubs: dict[str, Hub] = {}
+        self._made: dict[str, T] = {}
 
-    def get(self, alias: str) -> Hub:
+    def get(self, key: str = "") -> T:
         with self._lock:
             if self._pid != os.getpid():
-                self._pid, self._hubs = os.getpid(), {}
-            if alias not in self._hubs:
-                self._hubs[alias] = Hub(alias)
-            return self._hubs[alias]
+                self._pid, self._made = os.getpid(), {}
+            if key not in self._made:
+                self._made[key] = self._make(key)
+            return self._made[key]
 
-    def close_all(self) -> None:
+    def drop_all(self) -> list[T]:
+        """Forget every instance (the next ``get`` makes a new one); the forgotten ones."""
         with self._lock:
-            closing, self._hubs = list(self._hubs.values()), {}
-        for hub in closing:
-            hub.close()
+            dropped, self._made = list(self._made.values()), {}
+        return dropped
 
 
-hubs = _Hubs()
+hubs: _PerProcess[Hub] = _PerProcess(Hub)
+"""One :class:`Hub` per Redis alias."""
 
 
 @receiver(setting_changed)
 def _forget_hubs(*, setting: str, **kwargs: Any) -> None:
     if setting in ("CACHES", "TASKS", "BOURBON_JOBS"):
-        hubs.close_all()
+        for hub in hubs.drop_all():
+            hub.close()
 
 
 WATCHED_FIELDS = ("status", "attempts", "progress", "cancel_requested_at", "run_after", "started_at")
@@ -349,22 +352,8 @@ class JobPoller:
             subscription.woken.set()
 
 
-class _Pollers:
-    """This process's poller; a forked child starts its own."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._poller = JobPoller()
-
-    def get(self) -> JobPoller:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._pid, self._poller = os.getpid(), JobPoller()
-            return self._poller
-
-
-pollers = _Pollers()
+pollers: _PerProcess[JobPoller] = _PerProcess(lambda _: JobPoller())
+"""The process's one :class:`JobPoller` (``pollers.get()``)."""
 
 
 class JobEvents:
@@ -387,6 +376,7 @@ class JobEvents:
         self._hub: Hub | None = None
         self._subscription: Subscription | None = None
         self._watch: Subscription | None = None
+        self._poller: JobPoller | None = None
         self._next_poll = 0.0
 
     @classmethod
@@ -416,15 +406,16 @@ class JobEvents:
             self._subscription = self._hub.attach(self.keys)
             self._subscription.settled.wait(CONFIRM_TIMEOUT)
         elif self.job_id is not None:
-            self._watch = pollers.get().watch(self.job_id, self.poll_interval)
+            self._poller = pollers.get()
+            self._watch = self._poller.watch(self.job_id, self.poll_interval)
         self._next_poll = time.monotonic() + self.poll_interval
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._hub is not None and self._subscription is not None:
             self._hub.detach(self._subscription)
-        if self._watch is not None:
-            pollers.get().unwatch(self._watch)
+        if self._poller is not None and self._watch is not None:
+            self._poller.unwatch(self._watch)
         self._subscription = self._watch = None
 
     def wait(self, timeout: float) -> bool:
