@@ -1,14 +1,12 @@
 """Jobs and the workers that run them.
 
-State filters live on :class:`JobQuerySet`; set-based transitions (release,
-rescue) are QuerySet methods too, so the worker never builds queries. The claim
-and the heartbeat (which must return what it renewed) are hand-written SQL in
-:mod:`django_bourbon_jobs.worker.claiming`.
+State filters live on :class:`JobQuerySet`, and so does settling a lost attempt.
+What the worker writes on its hot path (the claim, the heartbeat's lease renewal,
+outcome batches, handing back unstarted jobs) is in :mod:`django_bourbon_jobs.store`.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,19 +53,6 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def lease_expired(self, now: datetime) -> JobQuerySet:
         return self.running().filter(lease_expires_at__lt=now)
-
-    def release(self, worker_id: str, job_ids: list[uuid.UUID]) -> int:
-        """Put back jobs claimed but never started; the claim does not count as an attempt."""
-        return (
-            self.held_by(worker_id)
-            .filter(pk__in=job_ids)
-            .update(
-                status=JobStatus.QUEUED,
-                attempts=models.F("attempts") - 1,
-                worker_id="",
-                lease_expires_at=None,
-            )
-        )
 
     def cancel(self, now: datetime) -> int:
         """Cancel the queued jobs among these; running and finished ones are left alone."""

@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from django_bourbon_jobs.worker.claiming import _walking_connections, claim_sql, prefer_index_walk
+from django_bourbon_jobs.store.postgres import _walking_connections, prefer_index_walk
+from django_bourbon_jobs.store.statements import claim_sql
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -36,7 +37,7 @@ def explain_claim(queues=()):
     params = ["running", False, "w", now, now, now, "queued", now, *queues, 32]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE bourbon_jobs_job")
-        cursor.execute("EXPLAIN " + claim_sql(True, len(queues), postgresql=True), params)
+        cursor.execute("EXPLAIN " + claim_sql(True, len(queues), async_commit=True), params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
@@ -61,7 +62,7 @@ def test_claim_walks_the_index_in_order_even_before_statistics_catch_up():
 
     def plan():
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN " + claim_sql(True, 0, postgresql=True), params)
+            cursor.execute("EXPLAIN " + claim_sql(True, 0, async_commit=True), params)
             return "\n".join(row[0] for row in cursor.fetchall())
 
     untuned = plan()
@@ -78,7 +79,7 @@ def test_claim_walks_the_index_in_order_even_before_statistics_catch_up():
 def test_a_claim_commits_without_waiting_for_the_wal_flush_and_only_its_own_transaction():
     from django.db import transaction
 
-    from django_bourbon_jobs.worker import claiming
+    from django_bourbon_jobs.store import for_connection
 
     with connection.cursor() as cursor:
         cursor.execute(FILL, ["queued", None, 3])
@@ -90,9 +91,13 @@ def test_a_claim_commits_without_waiting_for_the_wal_flush_and_only_its_own_tran
             return cursor.fetchone()[0]
 
     with transaction.atomic():
-        claimed = claiming.claim(using="default", worker_id="w", queues=(), limit=2, now=now, lease_until=now)
+        claimed = for_connection("default").claim(
+            using="default", worker_id="w", queues=(), limit=2, now=now, lease_until=now
+        )
         assert len(claimed) == 2
         assert synchronous_commit() == "off"
     assert synchronous_commit() == "on"
-    claiming.claim(using="default", worker_id="w", queues=(), limit=1, now=now, lease_until=now)
+    for_connection("default").claim(
+        using="default", worker_id="w", queues=(), limit=1, now=now, lease_until=now
+    )
     assert synchronous_commit() == "on"

@@ -1,4 +1,8 @@
-"""The claim, release and rescue SQL, proved under concurrency on a real database."""
+"""The store's worker side (claim, lease renewal, outcomes, release) and the rescue, under concurrency.
+
+The store contract for the worker: runs against the store of each database the
+suite runs on (``PostgresStore`` on PostgreSQL, ``PortableStore`` on SQLite).
+"""
 
 import threading
 import uuid
@@ -11,7 +15,8 @@ from django.utils import timezone
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
-from django_bourbon_jobs.worker import claiming, maintenance, outcomes
+from django_bourbon_jobs.store import for_connection
+from django_bourbon_jobs.worker import maintenance
 from django_bourbon_jobs.worker.startlog import StartLog
 from tests import tasks
 from tests.conftest import drain, is_postgres
@@ -21,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def claim(worker_id="w1", limit=10, queues=(), now=None, lease=60):
     now = now or timezone.now()
-    return claiming.claim(
+    return for_connection("default").claim(
         using="default",
         worker_id=worker_id,
         queues=frozenset(queues),
@@ -120,8 +125,8 @@ def test_workers_never_see_a_job_before_its_transaction_commits():
 def test_release_puts_back_unstarted_jobs_without_counting_an_attempt():
     tasks.echo.enqueue(1)
     [job] = claim("w1")
-    assert Job.objects.release("someone-else", [job.pk]) == 0
-    assert Job.objects.release("w1", [job.pk]) == 1
+    assert for_connection("default").release("default", "someone-else", [job.pk]) == 0
+    assert for_connection("default").release("default", "w1", [job.pk]) == 1
     stored = Job.objects.get(pk=job.pk)
     assert (stored.status, stored.attempts, stored.worker_id, stored.lease_expires_at) == (
         JobStatus.QUEUED,
@@ -137,7 +142,7 @@ def test_heartbeat_extends_only_the_workers_own_leases():
     [mine] = claim("w1", limit=1)
     [theirs] = claim("w2", limit=1)
     until = timezone.now() + timedelta(hours=1)
-    assert claiming.extend_leases(using="default", worker_id="w1", until=until) == [mine.pk]
+    assert for_connection("default").extend_leases(using="default", worker_id="w1", until=until) == [mine.pk]
     assert Job.objects.get(pk=mine.pk).lease_expires_at == until
     assert Job.objects.get(pk=theirs.pk).lease_expires_at != until
 
@@ -207,7 +212,7 @@ def test_outcomes_are_not_written_over_a_job_another_worker_now_holds():
     [job] = claim("w1")
     Job.objects.filter(pk=job.pk).update(worker_id="w2")
     job.mark_succeeded("stale", timezone.now())
-    assert outcomes.record("default", "w1", [job]) == 0
+    assert for_connection("default").record_outcomes("default", "w1", [job]) == 0
     assert Job.objects.get(pk=result.id).status == JobStatus.RUNNING
 
 
@@ -252,7 +257,9 @@ def test_the_heartbeat_returns_the_jobs_still_held_and_marks_those_started():
     claim("w1", limit=2)
     claim("w2")
     until = timezone.now() + timedelta(seconds=60)
-    held = claiming.extend_leases(using="default", worker_id="w1", until=until, started=[uuid.UUID(first.id)])
+    held = for_connection("default").extend_leases(
+        using="default", worker_id="w1", until=until, started=[uuid.UUID(first.id)]
+    )
     assert sorted(map(str, held)) == sorted([first.id, second.id])
     started = {str(pk) for pk in Job.objects.filter(attempt_started=True).values_list("pk", flat=True)}
     assert started == {first.id}

@@ -135,7 +135,7 @@ def test_a_refused_outcome_fails_its_job_and_the_rest_of_the_batch_is_written(re
     assert (job.status, job.return_value) == (JobStatus.FAILED, None)
     assert job.errors[-1]["exception_class_path"] == "django_bourbon_jobs.exceptions.OutcomeNotStored"
     assert "this outcome is refused" in job.errors[-1]["message"]
-    assert not worker.write_failures and not worker.in_flight
+    assert not worker.outcomes.write_failures and not worker.pool.busy()
 
 
 def test_an_outcome_refused_every_time_is_given_up_after_bounded_tries(refuse_poison, caplog):
@@ -145,7 +145,7 @@ def test_an_outcome_refused_every_time_is_given_up_after_bounded_tries(refuse_po
     worker = drain()
     assert job_of(fine).status == JobStatus.SUCCEEDED
     assert job_of(poison).status == JobStatus.RUNNING, "left for the rescuer once its lease runs out"
-    assert not worker.in_flight and worker.jobs_done == 2
+    assert not worker.pool.busy() and worker.jobs_done == 2
     tries = [r for r in caplog.records if "writing" in r.getMessage() or "cannot be stored" in r.getMessage()]
     assert 1 <= len(tries) <= OUTCOME_TRIES + 1
     assert any("giving up job" in r.getMessage() for r in caplog.records)

@@ -291,11 +291,10 @@ def test_claims_one_job_per_thread_until_the_queue_proves_deep():
     worker = WorkerProcess(WorkerConfig(threads=1, batch_size=32))
     sizes = []
     for _ in range(3):
-        sizes.append(worker._claim_if_room())
-        while not worker.pending.empty():
-            worker.pending.get_nowait()
+        sizes.append(worker.claimer.run_once())
+        worker.pool.take_unstarted()
     assert sizes == [1, 2, 2]
-    assert worker.claim_sizer.size == 1, "a short claim resets to one per thread"
+    assert worker.claimer.sizer.size == 1, "a short claim resets to one per thread"
 
 
 def test_cancel_stops_a_queued_job_only():
@@ -334,16 +333,17 @@ def test_bulk_dispatched_jobs_run(tmp_path):
 
 
 def test_quick_jobs_have_their_outcomes_written_in_batches(monkeypatch):
-    from django_bourbon_jobs.worker import outcomes
+    from django_bourbon_jobs.store import for_connection
 
     statements = []
-    record = outcomes.record
+    storage = for_connection("default")
+    record = storage.record_outcomes
 
     def counting_record(using, worker_id, jobs):
         statements.append(len(jobs))
         return record(using, worker_id, jobs)
 
-    monkeypatch.setattr(outcomes, "record", counting_record)
+    monkeypatch.setattr(storage, "record_outcomes", counting_record)
     for n in range(64):
         dispatch_async(tasks.echo, n)
     drain(batch_size=32)

@@ -6,10 +6,9 @@ and any other database) or :class:`~.postgres.PostgresStore` (PostgreSQL, throug
 one-statement INSERT + NOTIFY with bound values, COPY, advisory locks). PostgreSQL through
 psycopg 2 is refused at start-up (system check ``bourbon_jobs.E009``).
 The backend and the dispatch face call ``insert``, ``insert_many``, ``notify`` and
-``lock_idempotency_key``; nothing else writes SQL by hand for them.
-
-(The worker's claim, lease and outcome statements move here next; see
-``docs/architecture.md``.)
+``lock_idempotency_key``; the worker calls ``claim``, ``extend_leases``,
+``record_outcomes`` and ``release``. Nothing else writes SQL by hand; the statements'
+text is in :mod:`.statements`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,29 @@
-"""The store for any database Django supports: the ORM and portable SQL."""
+"""The store for any database Django supports: the ORM and portable SQL (SQLite in practice)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
 
-from django.db import models
+from django.db import connections, models
+from django.db.models import Field
+
+from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.store import statements
 
 INSERT_BATCH = 1000
 """Rows per INSERT statement in :meth:`PortableStore.insert_many`."""
+OUTCOME_CHUNK = 500
+"""Outcomes per UPDATE in :meth:`PortableStore.record_outcomes` (SQLite limits a statement's parameters)."""
 
 
 class PortableStore:
-    """Inserts through the ORM; no notifications (workers poll, or listen to Redis), no advisory locks."""
+    """Inserts through the ORM; no notifications (workers poll, or listen to Redis), no advisory locks.
+
+    The worker's side (:meth:`claim`, :meth:`extend_leases`, :meth:`record_outcomes`,
+    :meth:`release`) runs the statements of :mod:`.statements` through Django's cursors.
+    """
 
     def insert(self, job: models.Model, using: str, notify: bool) -> None:
         """Insert one job row; with ``notify``, tell the queue's listening workers once it commits."""
@@ -30,3 +42,101 @@ class PortableStore:
 
         Nothing here: on SQLite the write lock does it (``transaction_mode = "IMMEDIATE"``).
         """
+
+    def claim(
+        self,
+        *,
+        using: str,
+        worker_id: str,
+        queues: Collection[str],
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+    ) -> list[Job]:
+        """Claim up to ``limit`` due jobs for ``worker_id``: highest priority, then oldest, first."""
+        connection = connections[using]
+        sql = statements.claim_sql(connection.features.has_select_for_update_skip_locked, len(queues))
+        jobs = list(
+            Job.objects.db_manager(using).raw(
+                sql, claim_params(connection, worker_id, queues, limit, now, lease_until)
+            )
+        )
+        return in_claim_order(jobs)
+
+    def extend_leases(
+        self, *, using: str, worker_id: str, until: datetime, started: Collection[Any] = ()
+    ) -> list[Any]:
+        """Renew every lease ``worker_id`` holds (the heartbeat); returns the ids it still holds.
+
+        ``started`` are the held jobs whose code has started: they are marked
+        ``attempt_started``, so a rescuer that finds their lease run out charges
+        the attempt (and refunds it to the others). A prefetched job missing from
+        the answer was rescued while its worker was frozen: the worker must not
+        start it.
+        """
+        connection = connections[using]
+        ids = [Job._meta.pk.get_db_prep_value(pk, connection) for pk in started]
+        until_value = connection.ops.adapt_datetimefield_value(until)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                statements.extend_leases_sql(len(ids)),
+                [until_value, *ids, JobStatus.RUNNING.value, worker_id],
+            )
+            return [Job._meta.pk.to_python(row[0]) for row in cursor.fetchall()]
+
+    def record_outcomes(self, using: str, worker_id: str, jobs: Sequence[Job]) -> int:
+        """Store the outcome each job carries where ``worker_id`` still holds it; returns rows written."""
+        connection = connections[using]
+        fields = [
+            f for name in statements.OUTCOME_FIELDS if isinstance(f := Job._meta.get_field(name), Field)
+        ]
+        written = 0
+        for start in range(0, len(jobs), OUTCOME_CHUNK):
+            chunk = jobs[start : start + OUTCOME_CHUNK]
+            params: list[Any] = []
+            for job in chunk:
+                params.extend(f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields)
+            params += [JobStatus.RUNNING.value, worker_id]
+            with connection.cursor() as cursor:
+                cursor.execute(statements.values_outcome_sql(len(chunk)), params)
+                written += cursor.rowcount
+        return written
+
+    def release(self, using: str, worker_id: str, job_ids: Collection[Any]) -> int:
+        """Put back jobs ``worker_id`` claimed but never started; the claim does not count as an attempt."""
+        return (
+            Job.objects.db_manager(using)
+            .held_by(worker_id)
+            .filter(pk__in=list(job_ids))
+            .update(
+                status=JobStatus.QUEUED,
+                attempts=models.F("attempts") - 1,
+                worker_id="",
+                lease_expires_at=None,
+            )
+        )
+
+
+def claim_params(
+    connection: Any, worker_id: str, queues: Collection[str], limit: int, now: datetime, lease_until: datetime
+) -> list[Any]:
+    """The parameters of :func:`.statements.claim_sql`, in its order."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return [
+        JobStatus.RUNNING.value,
+        False,
+        worker_id,
+        adapt(lease_until),
+        adapt(now),
+        adapt(now),
+        JobStatus.QUEUED.value,
+        adapt(now),
+        *sorted(queues),
+        limit,
+    ]
+
+
+def in_claim_order(jobs: list[Job]) -> list[Job]:
+    """``RETURNING`` gives rows in no particular order: start them highest priority, then oldest, first."""
+    jobs.sort(key=lambda job: (-job.priority, job.run_after, job.id))
+    return jobs

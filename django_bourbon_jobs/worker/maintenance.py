@@ -1,26 +1,31 @@
-"""Background duties of the supervisor: rescue lost attempts, forget dead workers.
+"""Background duties of the supervisor: rescue lost attempts, forget dead workers, prune old jobs.
 
-Each duty is one function that does one pass (``run_once``-style); the
-supervisor's loop only decides when to call them.
+:class:`Rescuer` and :class:`Pruner` are the supervisor's units: each ``run_once(now)``
+does one bounded pass if it is due. The functions under them are also used by the
+worker process (handing back, settling) and by ``manage.py prunejobs``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.db import transaction
 from django.db.models import Subquery
 
+from django_bourbon_jobs import store
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.serialization import error_record
+from django_bourbon_jobs.store.portable import PortableStore
 from django_bourbon_jobs.worker.announce import announce_outcome
 
 logger = logging.getLogger("django_bourbon_jobs.maintenance")
@@ -92,11 +97,11 @@ def rescue_expired_leases(now: datetime, using: str = "default") -> int:
     return len(settled)
 
 
-def hand_back(worker_id: str, job_ids: list[Any], using: str = "default") -> int:
+def hand_back(storage: PortableStore, worker_id: str, job_ids: list[Any], using: str = "default") -> int:
     """Queue jobs ``worker_id`` claimed but never started, as if never claimed; announce it on commit."""
     if not job_ids:
         return 0
-    released = Job.objects.db_manager(using).release(worker_id, job_ids)
+    released = storage.release(using, worker_id, job_ids)
     publish.publish_job_changes(job_ids, using)
     return released
 
@@ -123,7 +128,7 @@ def settle_dead_worker(
         ran = [job for job in held if job.pk in running]
         came_back = [job for job in held if job.pk in returned]
         unstarted = [job.pk for job in held if job.pk not in running and job.pk not in returned]
-        released = hand_back(worker_id, unstarted, using)
+        released = hand_back(store.for_connection(using), worker_id, unstarted, using)
         settled = settle_lost_attempts(ran, using, now, reason + _running_together(ran))
         settled += settle_lost_attempts(came_back, using, now, reason, _returned)
     announce_settled(settled)
@@ -177,10 +182,38 @@ PRUNE_BATCHES_PER_PASS = 10
 """The supervisor's share of pruning per maintenance pass: bounded, so rescue never waits long."""
 
 
-def run_once(now: datetime, using: str = "default") -> int:
-    rescued = rescue_expired_leases(now, using)
-    forget_dead_workers(now, using)
-    prune_finished(now, using, max_batches=PRUNE_BATCHES_PER_PASS)
-    if rescued:
-        logger.warning("rescued %d job(s) with expired leases", rescued)
-    return rescued
+@dataclass
+class SupervisorDuty:
+    """A pass every ``every`` seconds; the supervisor sleeps until the earliest :attr:`next_at`."""
+
+    using: str
+    every: float
+    next_at: float = field(default=0.0)
+
+    def run_once(self, now: datetime) -> int:
+        """Do the pass if it is due; returns what it did (rows rescued, pruned...)."""
+        if time.monotonic() < self.next_at:
+            return 0
+        self.next_at = time.monotonic() + self.every
+        return self.run(now)
+
+    def run(self, now: datetime) -> int:
+        raise NotImplementedError
+
+
+class Rescuer(SupervisorDuty):
+    """Requeue attempts whose lease ran out (their worker died unseen), and forget dead workers."""
+
+    def run(self, now: datetime) -> int:
+        rescued = rescue_expired_leases(now, self.using)
+        forget_dead_workers(now, self.using)
+        if rescued:
+            logger.warning("rescued %d job(s) with expired leases", rescued)
+        return rescued
+
+
+class Pruner(SupervisorDuty):
+    """Apply ``RETENTION``, a bounded share per pass so that rescue never waits long."""
+
+    def run(self, now: datetime) -> int:
+        return prune_finished(now, self.using, max_batches=PRUNE_BATCHES_PER_PASS)

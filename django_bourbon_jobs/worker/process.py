@@ -1,9 +1,13 @@
-"""One worker process: claim batches, feed executor threads, write outcomes in batches.
+"""One worker process: a main loop over small units, and an executor pool that runs the jobs.
 
-The main thread makes every database write of the worker's own (claim,
-outcomes, heartbeat, release); executor threads run jobs, whose code (and
-progress reports) use connections of their own, handled around each job as
-Django handles them around a request (:mod:`.db_connections`). Tests drive it
+The main thread makes every database write of the worker's own, one unit at a
+time (:meth:`WorkerProcess.run_once`): write finished outcomes
+(:class:`~.outcome_writer.OutcomeWriter`), renew leases
+(:class:`~.duties.Heartbeat`), relay cancel requests (:class:`~.duties.CancelRelay`),
+interrupt overrunning jobs (:class:`~.duties.TimeoutEnforcer`), hand back jobs a
+thread declined, decide whether to retire (:class:`~.duties.Retirement`), and
+claim (:class:`~.claimer.Claimer`). The executor threads and the state they share
+with the main thread live in :class:`~.pool.ExecutorPool`. Tests drive it
 directly: ``WorkerProcess(WorkerConfig(burst=True)).run()`` drains what is due
 and returns.
 """
@@ -12,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import socket
 import threading
@@ -22,25 +25,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.events import publish
-from django_bourbon_jobs.exceptions import JobTimeout, OutcomeNotStored
-from django_bourbon_jobs.models import Job, JobStatus, Worker
+from django_bourbon_jobs.exceptions import JobTimeout
+from django_bourbon_jobs.models import Job, Worker
 from django_bourbon_jobs.results import load_task
-from django_bourbon_jobs.serialization import error_record, storable
-from django_bourbon_jobs.worker import claiming, db_connections, outcomes
-from django_bourbon_jobs.worker.announce import announce_outcome
+from django_bourbon_jobs.store import for_connection
 from django_bourbon_jobs.worker.claim_sizer import ClaimSizer
-from django_bourbon_jobs.worker.duties import CancelRelay, Heartbeat
-from django_bourbon_jobs.worker.executor import Executor, TimeoutInterrupt, TimeoutWatch
+from django_bourbon_jobs.worker.claimer import Claimer
+from django_bourbon_jobs.worker.duties import CancelRelay, Heartbeat, Retirement, TimeoutEnforcer
+from django_bourbon_jobs.worker.executor import Executor, TimeoutWatch, Watched
 from django_bourbon_jobs.worker.lifeline import MemoryWatch, ParentWatch
 from django_bourbon_jobs.worker.maintenance import announce_settled, hand_back, settle_lost_attempts
+from django_bourbon_jobs.worker.outcome_writer import OUTCOME_TRIES, OutcomeWriter
+from django_bourbon_jobs.worker.pool import ExecutorPool
 from django_bourbon_jobs.worker.startlog import StartLog
 from django_bourbon_jobs.worker.wakeup import Wakeup, wakeup_for
+
+__all__ = ["EXIT_OK", "EXIT_RECYCLE", "EXIT_STUCK_JOB", "OUTCOME_TRIES", "WorkerConfig", "WorkerProcess"]
 
 logger = logging.getLogger("django_bourbon_jobs.worker")
 
@@ -48,15 +53,6 @@ EXIT_OK = 0
 EXIT_RECYCLE = 75
 """Exit code after ``max_jobs``: the supervisor starts a fresh process, in burst mode too."""
 EXIT_STUCK_JOB = 70
-FLUSH_AT = 32
-"""Finished attempts that wake the main loop to write them, whatever else is queued."""
-PROMPT_AFTER = 0.005
-"""Seconds a job runs before its outcome is written without waiting for the batch."""
-"""How often a worker with running jobs looks for cancel requests."""
-OUTCOME_TRIES = 3
-"""Writes of one job's outcome that may fail (the rest of its batch written) before it is given up."""
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
-"""Errors of the connection, not of a row: the whole write is tried again once the database answers."""
 
 
 def new_worker_id() -> str:
@@ -101,50 +97,48 @@ class WorkerProcess:
         conf = get_settings()
         self.config = config
         self.now = now
-        self.lease = timedelta(seconds=conf.LEASE_SECONDS)
-        self.lease_seconds = conf.LEASE_SECONDS
-        self.heartbeat_every = conf.HEARTBEAT_SECONDS
+        self.store = for_connection(config.using)
+        lease = timedelta(seconds=conf.LEASE_SECONDS)
+        self.stop_requested = threading.Event()
         self.wakeup: Wakeup = wakeup_for(config.using, config.queues)
         self.watch = TimeoutWatch(grace=conf.TIMEOUT_GRACE, on_watch=self._wake_for_deadline)
         self._wake_by = 0.0
-        self.executor = Executor(config.worker_id, self.watch, now, on_start=self._log_start)
-        self._thread_slot = threading.local()
-        self.pending: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self.in_flight: dict[Any, Job] = {}
-        self.started: set[Any] = set()
-        self.finished: list[Job] = []
-        self.lock = threading.Lock()
-        self.stop_requested = threading.Event()
-        self.jobs_done = 0
-        self.claimed_total = 0
-        self.claim_sizer = ClaimSizer(config.threads, config.batch_size or 1)
-        self._threads: list[threading.Thread] = []
         self.start_log: StartLog = config.start_log  # type: ignore[assignment]  # set by WorkerConfig
+        self.executor = Executor(config.worker_id, self.watch, now)
+        sizer = ClaimSizer(config.threads, config.batch_size or 1)
+        self.pool = ExecutorPool(
+            self.executor, config.threads, conf.LEASE_SECONDS, self.start_log, self.wakeup.poke, sizer.room
+        )
+        self.executor.on_start = self.pool.note_start
         self.parent = ParentWatch(config.parent_pid)
-        self.memory = MemoryWatch(config.max_memory_mb, self.start_log)
-        self.retiring = ""
-        """Why the process is stopping of its own accord (memory, a dead supervisor); empty if not."""
-        self.lease_from: dict[int, float] = {}
-        """Monotonic time each held job's lease was last known to be renewed (claim, heartbeat).
-
-        Keyed by ``job.id.int``, as is ``not_ours``: hashing a UUID runs Python code, on every job."""
-        self.stale: list[Job] = []
-        """Jobs an executor thread declined to start: their lease ran out or another worker has them."""
-        self.not_ours: set[int] = set()
-        self.write_failures: dict[Any, int] = {}
         self._database_down = False
+        common: dict[str, Any] = {"store": self.store, "using": config.using, "worker_id": self.worker_id}
+        self.outcomes = OutcomeWriter(**common, pool=self.pool, now=now)
         self.heartbeat = Heartbeat(
-            using=config.using,
-            worker_id=config.worker_id,
-            every=self.heartbeat_every,
-            lease=self.lease,
+            **common,
+            every=conf.HEARTBEAT_SECONDS,
+            lease=lease,
             now=now,
-            started=self._started_jobs,
-            renewed=self._note_renewal,
+            pool=self.pool,
             register=self._register,
         )
-        self.cancel_relay = CancelRelay(
-            config.using, config.worker_id, self.executor, self.watch, self._started_jobs
+        self.cancel_relay = CancelRelay(config.using, self.worker_id, self.executor, self.watch, self.pool)
+        self.timeouts = TimeoutEnforcer(self.watch, self._abandon)
+        self.retirement = Retirement(
+            self.worker_id,
+            self.parent,
+            MemoryWatch(config.max_memory_mb, self.start_log),
+            config.max_memory_mb,
+        )
+        self.claimer = Claimer(
+            **common,
+            queues=config.queues,
+            pool=self.pool,
+            sizer=sizer,
+            lease=lease,
+            now=now,
+            stopping=self.stop_requested,
+            max_jobs=config.max_jobs,
         )
 
     @property
@@ -152,8 +146,13 @@ class WorkerProcess:
         return self.config.worker_id
 
     @property
-    def jobs(self) -> Any:
-        return Job.objects.db_manager(self.config.using)
+    def jobs_done(self) -> int:
+        return self.outcomes.written
+
+    @property
+    def retiring(self) -> str:
+        """Why the process is stopping of its own accord (memory, a dead supervisor); empty if not."""
+        return self.retirement.reason
 
     def request_stop(self, *_: Any) -> None:
         self.stop_requested.set()
@@ -170,7 +169,7 @@ class WorkerProcess:
                 worked = self._guarded(self.run_once)
                 if worked is None:
                     continue
-                if not worked and self.config.burst and not self.in_flight:
+                if not worked and self.config.burst and not self.pool.busy():
                     break
                 if not worked:
                     self._sleep()
@@ -180,33 +179,15 @@ class WorkerProcess:
 
     def run_once(self) -> bool:
         """One turn of the loop; true if it claimed or finished anything."""
-        flushed = self.flush()
+        written = self.outcomes.run_once()
         self.heartbeat.run_once()
         self.cancel_relay.run_once()
-        stuck = self.watch.enforce()
-        if stuck:
-            self._abandon(stuck)
-        self._release_stale()
-        self._retire_if_due()
-        return bool(flushed or self._claim_if_room())
+        self.timeouts.run_once()
+        self._hand_back_declined()
+        self.retirement.run_once()
+        return bool(written or self.claimer.run_once())
 
-    def _retire_if_due(self) -> None:
-        """Stop claiming when the supervisor is gone or memory is over ``--max-memory``."""
-        if self.retiring:
-            return
-        if self.parent.parent_gone():
-            self.retiring = "its supervisor died"
-            logger.warning("worker %s: %s; stopping", self.worker_id, self.retiring)
-        elif self.memory.run_once():
-            self.retiring = (
-                f"its memory ({self.memory.rss / 2**20:.0f} MB) passed --max-memory "
-                f"({self.config.max_memory_mb} MB)"
-            )
-            logger.warning(
-                "worker %s: %s; replacing it after its current jobs", self.worker_id, self.retiring
-            )
-
-    def _guarded(self, step: Callable[[], bool]) -> bool | None:
+    def _guarded(self, step: Callable[[], Any]) -> Any | None:
         """Run a step; on a database error log it (once per outage), drop the connection and back off."""
         try:
             worked = step()
@@ -240,64 +221,7 @@ class WorkerProcess:
         self._register(self.now())
         self.heartbeat.start()
         self.wakeup.start()
-        for n in range(self.config.threads):
-            thread = threading.Thread(
-                target=self._execute_forever, args=(n,), name=f"bourbon-exec-{n}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def _execute_forever(self, thread: int) -> None:
-        self._thread_slot.number = thread
-        while (job := self.pending.get()) is not None:
-            if not self._still_ours(job):
-                with self.lock:
-                    self.stale.append(job)
-                self.wakeup.poke()
-                continue
-            with self.lock:
-                self.started.add(job.pk)
-            began = time.monotonic()
-            self._run_between_connection_checks(job)
-            self.start_log.mark_returned(job.id)
-            with self.lock:
-                self.finished.append(job)
-                backlog = len(self.finished)
-            if self._main_loop_needed(backlog, time.monotonic() - began):
-                self.wakeup.poke()
-        connections.close_all()
-
-    def _log_start(self, job: Job) -> None:
-        """Only now, with the task loaded and ``task_started`` sent, is a death of the process the job's."""
-        self.start_log.record(self._thread_slot.number, job.id)
-
-    def _still_ours(self, job: Job) -> bool:
-        """False for a prefetched job whose lease ran out (a frozen process) or that was rescued."""
-        key = job.id.int
-        if self.not_ours and key in self.not_ours:
-            return False
-        return time.monotonic() < self.lease_from.get(key, 0.0) + self.lease_seconds
-
-    def _run_between_connection_checks(self, job: Job) -> None:
-        try:
-            db_connections.before_job()
-            self.executor.run(job)
-        except TimeoutInterrupt:
-            pass  # a deadline hit in the instant between the job's return and its bookkeeping
-        finally:
-            try:
-                db_connections.after_job()
-            except DatabaseError as exc:
-                logger.warning("worker %s: closing a job's connection failed: %s", self.worker_id, exc)
-
-    def _main_loop_needed(self, finished: int, ran_for: float) -> bool:
-        """Wake the main loop to refill the queue, or to write outcomes once enough are waiting.
-
-        Not after every job: a batch of quick jobs is then written in one
-        statement instead of one each. A job that ran for a while is written
-        at once, so its result does not wait for the rest of the batch.
-        """
-        return self.claim_sizer.room(self.pending.qsize()) or finished >= FLUSH_AT or ran_for >= PROMPT_AFTER
+        self.pool.start()
 
     def _sleep(self) -> None:
         """Wait for a poke, a deadline, a heartbeat or the poll interval, whichever is first."""
@@ -322,208 +246,60 @@ class WorkerProcess:
             timeout = min(timeout, max(deadline - time.monotonic(), 0.0) + 0.01)
         return min(timeout, max(self.heartbeat.next_at - time.monotonic(), 0.0) + 0.01)
 
-    def _claim_if_room(self) -> int:
-        if self.stop_requested.is_set() or not self.claim_sizer.room(self.pending.qsize()):
-            return 0
-        limit = self.claim_sizer.size
-        if self.config.max_jobs is not None:
-            limit = min(limit, self.config.max_jobs - self.claimed_total)
-        if limit <= 0:
-            return 0
-        claimed_at = time.monotonic()
-        now = self.now()
-        jobs = claiming.claim(
-            using=self.config.using,
-            worker_id=self.worker_id,
-            queues=self.config.queues,
-            limit=limit,
-            now=now,
-            lease_until=now + self.lease,
-        )
-        self.claimed_total += len(jobs)
-        self.claim_sizer.claimed(len(jobs), limit)
-        for job in jobs:
-            self.in_flight[job.pk] = job
-            self.lease_from[job.id.int] = claimed_at
-            self.pending.put(job)
-        # After the hand-over: the publisher thread then competes with jobs already started.
-        publish.publish_job_events(jobs)
-        return len(jobs)
-
-    def flush(self) -> int:
-        """Write finished attempts in one statement, then announce them."""
-        with self.lock:
-            done, self.finished = self.finished, []
-        if not done:
-            return 0
-        try:
-            settled = self._store_outcomes(done)
-        except BaseException:
-            with self.lock:
-                self.finished[:0] = done
-            raise
-        with self.lock:
-            if len(settled) < len(done):
-                self.finished[:0] = [job for job in done if job not in settled]
-            for job in settled:
-                self.started.discard(job.pk)
-                self.in_flight.pop(job.pk, None)
-        for job in settled:
-            self.lease_from.pop(job.id.int, None)
-            self.start_log.forget(job.id)
-        if self.write_failures:
-            for job in settled:
-                self.write_failures.pop(job.id, None)
-        self.jobs_done += len(settled)
-        publish.publish_job_events(settled)
-        for job in settled:
-            announce_outcome(job, started=self.executor.started.pop(job.pk, None))
-        return len(settled)
-
-    def _store_outcomes(self, done: list[Job]) -> list[Job]:
-        """Write the batch; if a row spoils it, write the others one by one.
-
-        Returns the jobs settled (written, or given up). A connection error
-        propagates: the whole batch is written again once the database answers.
-        """
-        refused = self._record(done)
-        if refused is None:
-            return done
-        logger.warning(
-            "worker %s: writing %d outcomes failed (%s); one by one", self.worker_id, len(done), refused
-        )
-        return [job for job in done if self._store_one(job)]
-
-    def _record(self, jobs: list[Job]) -> Exception | None:
-        """Write outcomes; the error if the database refused them (a connection error propagates)."""
-        try:
-            outcomes.record(self.config.using, self.worker_id, jobs)
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001  (a row the database refuses must not stop the worker)
-            return exc
-        return None
-
-    def _store_one(self, job: Job) -> bool:
-        """Write one outcome; after ``OUTCOME_TRIES`` failures, settle the job as failed instead."""
-        refused = self._record([job])
-        if refused is None:
-            return True
-        tries = self.write_failures[job.id] = self.write_failures.get(job.id, 0) + 1
-        if tries < OUTCOME_TRIES:
-            return False
-        return self._give_up_outcome(job, refused)
-
-    def _give_up_outcome(self, job: Job, exc: Exception) -> bool:
-        """Replace an outcome the database keeps refusing with a failure that says why."""
-        logger.error("worker %s: the outcome of job %s cannot be stored: %s", self.worker_id, job.pk, exc)
-        now = self.now()
-        error = error_record(
-            OutcomeNotStored(f"The attempt's outcome could not be stored ({type(exc).__name__}: {exc})."),
-            worker_id=self.worker_id,
-            attempt=job.attempts,
-            at=now,
-        )
-        job.errors = storable(job.errors)
-        job.return_value = None
-        job.progress = None
-        job.mark_failed(error, now)
-        again = self._record([job])
-        if again is not None:  # its lease will run out and the rescuer settles it
-            logger.error("worker %s: giving up job %s to the rescuer: %s", self.worker_id, job.pk, again)
-        return True
-
-    def _started_jobs(self) -> list[Any]:
-        with self.lock:
-            return list(self.started)
-
-    def _note_renewal(self, renewed: set[Any], renewed_at: float) -> None:
-        """Leases renewed now count from ``renewed_at``; jobs the heartbeat did not find are not ours."""
-        with self.lock:
-            held = list(self.in_flight)
-        renewed_keys = {pk.int for pk in renewed}
-        for key in renewed_keys:
-            self.lease_from[key] = renewed_at
-        self.not_ours = {pk.int for pk in held} - renewed_keys
-
-    def _release_stale(self) -> None:
-        """Forget prefetched jobs an executor thread declined; hand back those still held, uncharged."""
-        with self.lock:
-            stale, self.stale = self.stale, []
-        if not stale:
+    def _hand_back_declined(self) -> None:
+        """Prefetched jobs a thread declined (lease ran out, or rescued): hand back those still held."""
+        declined = self.pool.take_declined()
+        if not declined:
             return
-        released = self._hand_back(stale)
+        released = self._hand_back(declined)
         logger.warning(
             "worker %s: %d prefetched job(s) not started: their lease ran out or they were rescued "
             "(%d handed back)",
             self.worker_id,
-            len(stale),
+            len(declined),
             released,
         )
 
-    def _release_unstarted(self) -> int:
-        """Put back jobs claimed but not yet handed to a thread."""
-        unstarted = []
-        while True:
-            try:
-                job = self.pending.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                unstarted.append(job)
-        self._hand_back(unstarted)
-        return len(unstarted)
-
     def _hand_back(self, jobs: list[Job]) -> int:
         """Forget jobs this process will not start; those it still holds go back to the queue, uncharged."""
-        for job in jobs:
-            self.in_flight.pop(job.pk, None)
-            self.lease_from.pop(job.id.int, None)
-        return hand_back(self.worker_id, [job.pk for job in jobs], self.config.using)
+        self.pool.forget(jobs)
+        return hand_back(self.store, self.worker_id, [job.pk for job in jobs], self.config.using)
 
     def _settle_running(self, reason: str) -> None:
         """Requeue (or fail, with no attempts left) jobs still running when the process must go."""
-        now = self.now()
-        with self.lock:
-            running = [
-                job
-                for pk, job in self.in_flight.items()
-                if pk in self.started and job.status == JobStatus.RUNNING
-            ]
-        announce_settled(settle_lost_attempts(running, self.config.using, now, reason))
+        running = self.pool.running_jobs()
+        announce_settled(settle_lost_attempts(running, self.config.using, self.now(), reason))
 
-    def _abandon(self, stuck: list[Any]) -> None:
+    def _abandon(self, stuck: list[Watched]) -> None:
         """A job ignored its timeout interrupt: record it, hand back the rest, exit for a fresh process."""
         for entry in stuck:
             if entry.cancelling:
                 entry.job.mark_cancelled(self.now())
             else:
                 self.executor.record_failure(entry.job, load_task(entry.job.task_path), _stuck_timeout(entry))
-            with self.lock:
-                self.finished.append(entry.job)
-        self.flush()
-        self._release_unstarted()
+            self.pool.add_finished(entry.job)
+        self.outcomes.run_once()
+        self._hand_back(self.pool.take_unstarted())
         self._settle_running("The worker process was replaced after a job ignored its timeout.")
         logger.error("worker %s replaced: a job ignored its timeout", self.worker_id)
         os._exit(EXIT_STUCK_JOB)
 
     def _shutdown(self) -> int:
         """Stop claiming, hand back unstarted jobs, let running ones finish within the grace period."""
-        self._guarded(lambda: bool(self._release_unstarted()))
+        self._guarded(lambda: self._hand_back(self.pool.take_unstarted()))
         deadline = time.monotonic() + (self.config.shutdown_grace or 0.0)
-        while self.in_flight and time.monotonic() < deadline:
-            self._guarded(lambda: bool(self.flush()))
+        while self.pool.busy() and time.monotonic() < deadline:
+            self._guarded(self.outcomes.run_once)
             self._guarded(self.heartbeat.run_once)
-            if self.in_flight:
+            if self.pool.busy():
                 self.wakeup.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
-        self._guarded(lambda: bool(self.flush()))
-        if self.in_flight:
+        self._guarded(self.outcomes.run_once)
+        if self.pool.busy():
             because = f" ({self.retiring})" if self.retiring else ""
             self._settle_running(
                 f"The worker stopped{because} before the attempt finished (shutdown grace period over)."
             )
-        for _ in self._threads:
-            self.pending.put(None)
+        self.pool.stop()
         self.wakeup.stop()
         self._guarded(
             lambda: bool(Worker.objects.db_manager(self.config.using).filter(pk=self.worker_id).delete())
@@ -532,5 +308,5 @@ class WorkerProcess:
         return EXIT_RECYCLE if recycle and not self.stop_requested.is_set() else EXIT_OK
 
 
-def _stuck_timeout(entry: Any) -> BaseException:
+def _stuck_timeout(entry: Watched) -> BaseException:
     return JobTimeout(f"Exceeded its timeout of {entry.timeout:g}s and ignored the interrupt.")

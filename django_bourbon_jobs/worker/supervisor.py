@@ -77,7 +77,11 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("fork")
-        self._next_maintenance = 0.0
+        interval = get_settings().RESCUE_INTERVAL
+        self.duties: list[maintenance.SupervisorDuty] = [
+            maintenance.Rescuer(config.using, interval),
+            maintenance.Pruner(config.using, interval),
+        ]
         self._oom_counter = oom_kill_counter()
         self._oom_kills = read_oom_kills(self._oom_counter)
         # A signal handler writes here, so the wait for child exits wakes at once
@@ -102,7 +106,7 @@ class Supervisor:
             self._spawn()
         while not self.stopping.is_set() and self.children:
             self._wait_for_exits(timeout=self._until_maintenance())
-            self._maintain_if_due()
+            self._maintain()
         self._stop_children()
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -167,21 +171,22 @@ class Supervisor:
         return ending
 
     def _until_maintenance(self) -> float:
-        return max(self._next_maintenance - time.monotonic(), 0.05)
-
-    def _maintain_if_due(self) -> None:
-        if time.monotonic() >= self._next_maintenance:
-            self._maintain()
+        return max(min(duty.next_at for duty in self.duties) - time.monotonic(), 0.05)
 
     def _maintain(self) -> None:
-        self._next_maintenance = time.monotonic() + get_settings().RESCUE_INTERVAL
+        """Run each duty that is due; a failed one is tried again at its next turn."""
         try:
-            maintenance.run_once(timezone.now(), self.config.using)
-        except DatabaseError as exc:
-            logger.warning("maintenance pass failed (%s); will retry", exc)
-            connections[self.config.using].close()
+            for duty in self.duties:
+                self._run_duty(duty)
         finally:
             connections.close_all()
+
+    def _run_duty(self, duty: maintenance.SupervisorDuty) -> None:
+        try:
+            duty.run_once(timezone.now())
+        except DatabaseError as exc:
+            logger.warning("%s pass failed (%s); will retry", type(duty).__name__.lower(), exc)
+            connections[self.config.using].close()
 
     def _stop_children(self) -> None:
         """SIGTERM every child, give them the grace period, then SIGKILL what is left."""

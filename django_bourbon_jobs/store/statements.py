@@ -1,0 +1,125 @@
+"""The worker's SQL, as text: the claim, the lease renewal and the batched outcome write.
+
+The stores (:mod:`.portable`, :mod:`.postgres`) choose which of these to run and
+how to bind them; this module only builds statements, once each (``functools.cache``).
+
+**The claim** fetches and locks a batch of due jobs in one statement::
+
+    UPDATE job SET status='running', attempts=attempts+1, worker_id=..., lease_expires_at=...
+    WHERE id IN (SELECT id FROM job WHERE status='queued' AND run_after <= now [AND queue_name IN ...]
+                 ORDER BY priority DESC, run_after, id LIMIT n FOR UPDATE SKIP LOCKED)
+    RETURNING <every column>
+
+The inner SELECT walks the partial index ``bourbon_job_claim`` and, on PostgreSQL,
+skips rows another worker has locked, so concurrent claimers never wait on each
+other and never get the same job. SQLite has one writer at a time and runs the same
+statement without the locking clause: the UPDATE itself is atomic.
+
+**An outcome batch** is written in one statement::
+
+    UPDATE job SET status = v.status, ... , lease_expires_at = NULL
+    FROM <the batch as a table v>
+    WHERE job.id = v.id AND job.status = 'running' AND job.worker_id = %s
+
+The ``worker_id`` guard means an outcome is never written over a job another
+worker has claimed since (after a rescue): that attempt was already settled.
+Django's ``bulk_update`` would do the same with one ``CASE`` per column and row,
+which costs more to build in Python than the jobs cost to run.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.db.models import JSONField
+
+from django_bourbon_jobs.models import Job
+
+FIELDS = Job._meta.concrete_fields
+ATTNAMES = [field.attname for field in FIELDS]
+JSON_POSITIONS = [n for n, field in enumerate(FIELDS) if isinstance(field, JSONField)]
+
+OUTCOME_FIELDS = (
+    "id",
+    "status",
+    "attempts",
+    "return_value",
+    "errors",
+    "run_after",
+    "finished_at",
+    "progress",
+)
+"""The columns an outcome batch writes, in the order the batch carries them."""
+
+ASYNC_COMMIT = " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
+"""PostgreSQL: commit this claim without waiting for its WAL to reach the disk (see :mod:`.postgres`)."""
+
+_RECORD_TYPES = {
+    "id": "uuid",
+    "status": "text",
+    "attempts": "integer",
+    "return_value": "jsonb",
+    "errors": "jsonb",
+    "run_after": "timestamptz",
+    "finished_at": "timestamptz",
+    "progress": "jsonb",
+}
+
+
+def _table() -> str:
+    return str(Job._meta.db_table)
+
+
+@functools.cache
+def claim_sql(skip_locked: bool, queue_count: int, async_commit: bool = False) -> str:
+    """Parameters: running, False, worker id, lease end, now (started_at), now (last attempted),
+    queued, now (due), the queue names, the limit."""
+    table = _table()
+    queue_clause = f" AND queue_name IN ({', '.join(['%s'] * queue_count)})" if queue_count else ""
+    lock_clause = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    return (
+        f"UPDATE {table} SET status = %s, attempts = attempts + 1, attempt_started = %s, worker_id = %s, "
+        "lease_expires_at = %s, started_at = COALESCE(started_at, %s), last_attempted_at = %s "
+        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND run_after <= %s{queue_clause} "
+        f"ORDER BY priority DESC, run_after, id LIMIT %s{lock_clause})"
+        f"{ASYNC_COMMIT if async_commit else ''} "
+        f"RETURNING {', '.join(str(field.column) for field in FIELDS)}"
+    )
+
+
+def extend_leases_sql(started: int) -> str:
+    """Parameters: the lease end, ``started`` job ids to mark started, running, the worker id."""
+    mark = ""
+    if started:
+        mark = f", attempt_started = (attempt_started OR id IN ({', '.join(['%s'] * started)}))"
+    return (
+        f"UPDATE {_table()} SET lease_expires_at = %s{mark} WHERE status = %s AND worker_id = %s RETURNING id"
+    )
+
+
+@functools.cache
+def values_outcome_sql(rows: int) -> str:
+    """The batch as ``VALUES`` rows (portable: SQLite names their columns column1..N)."""
+    table = _table()
+    row = "(" + ", ".join(["%s"] * len(OUTCOME_FIELDS)) + ")"
+    values = f"VALUES {', '.join([row] * rows)}"
+    columns = ", ".join(f"column{n} AS {name}" for n, name in enumerate(OUTCOME_FIELDS, start=1))
+    assignments = ", ".join(f"{name} = v.{name}" for name in OUTCOME_FIELDS[1:])
+    return (
+        f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
+        f"FROM (SELECT {columns} FROM ({values})) AS v WHERE {table}.id = v.id "
+        f"AND {table}.status = %s AND {table}.worker_id = %s"
+    )
+
+
+@functools.cache
+def recordset_outcome_sql() -> str:
+    """PostgreSQL: the batch as one JSON array of objects, so one statement text fits every batch."""
+    table = _table()
+    columns = ", ".join(f"{name} {_RECORD_TYPES[name]}" for name in OUTCOME_FIELDS)
+    assignments = ", ".join(f"{name} = v.{name}" for name in OUTCOME_FIELDS[1:])
+    return (
+        f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
+        f"FROM json_to_recordset(%s::json) AS v({columns}) "
+        f"WHERE {table}.id = v.id AND {table}.status = %s AND {table}.worker_id = %s"
+    )
