@@ -62,3 +62,27 @@ def test_bad_retention_is_reported(retention, words):
 
     [(check_id, message)] = validate({"RETENTION": retention})
     assert check_id == "bourbon_jobs.E002" and words in message
+
+
+def test_the_supervisors_pruner_does_a_bounded_pass_when_due(settings):
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "PRUNE_BATCH": 2}
+    make(JobStatus.SUCCEEDED, 30, n=25)
+    pruner = maintenance.Pruner("default", every=3600)
+    assert pruner.run_once(timezone.now()) == 2 * maintenance.PRUNE_BATCHES_PER_PASS
+    assert pruner.run_once(timezone.now()) == 0, "not due again for an hour"
+    pruner.next_at = 0
+    assert pruner.run_once(timezone.now()) == 25 - 2 * maintenance.PRUNE_BATCHES_PER_PASS
+    assert not Job.objects.exists()
+
+
+def test_the_supervisors_rescuer_requeues_expired_leases_when_due():
+    [job_id] = make(JobStatus.QUEUED, None)
+    past = timezone.now() - timedelta(minutes=5)
+    Job.objects.filter(pk=job_id).update(
+        status=JobStatus.RUNNING, worker_id="gone", attempts=1, lease_expires_at=past
+    )
+    rescuer = maintenance.Rescuer("default", every=3600)
+    assert rescuer.run_once(timezone.now()) == 1
+    assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED
+    Job.objects.filter(pk=job_id).update(status=JobStatus.RUNNING, worker_id="gone", lease_expires_at=past)
+    assert rescuer.run_once(timezone.now()) == 0, "not due again for an hour"

@@ -55,13 +55,13 @@ class PortableStore:
     ) -> list[Job]:
         """Claim up to ``limit`` due jobs for ``worker_id``: highest priority, then oldest, first."""
         connection = connections[using]
-        sql = statements.claim_sql(connection.features.has_select_for_update_skip_locked, len(queues))
-        jobs = list(
-            Job.objects.db_manager(using).raw(
-                sql, claim_params(connection, worker_id, queues, limit, now, lease_until)
-            )
-        )
-        return in_claim_order(jobs)
+        params = claim_params(connection, worker_id, queues, limit, now, lease_until)
+        return in_claim_order(self._claimed_rows(using, connection, len(queues), params))
+
+    def _claimed_rows(self, using: str, connection: Any, queue_count: int, params: list[Any]) -> list[Job]:
+        """Run the claim statement; its rows as ``Job`` objects."""
+        sql = statements.claim_sql(connection.features.has_select_for_update_skip_locked, queue_count)
+        return list(Job.objects.db_manager(using).raw(sql, params))
 
     def extend_leases(
         self, *, using: str, worker_id: str, until: datetime, started: Collection[Any] = ()

@@ -33,8 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import weakref
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections, models
@@ -42,7 +41,7 @@ from django.db.models import Field, JSONField
 
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.store import pgbound, statements
-from django_bourbon_jobs.store.portable import PortableStore, claim_params, in_claim_order
+from django_bourbon_jobs.store.portable import PortableStore
 
 CHANNEL = "bourbon_jobs"
 """The NOTIFY channel workers LISTEN on; the payload is the queue name."""
@@ -105,23 +104,13 @@ class PostgresStore(PortableStore):
         with connections[using].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
 
-    def claim(
-        self,
-        *,
-        using: str,
-        worker_id: str,
-        queues: Collection[str],
-        limit: int,
-        now: datetime,
-        lease_until: datetime,
-    ) -> list[Job]:
-        """Claim up to ``limit`` due jobs, skipping rows other claimers hold (see the module doc)."""
-        connection = connections[using]
+    def _claimed_rows(self, using: str, connection: Any, queue_count: int, params: list[Any]) -> list[Job]:
+        """The claim skips rows other claimers hold, walks the index, commits asynchronously (module doc)."""
         prefer_index_walk(connection)
-        sql = statements.claim_sql(True, len(queues), async_commit=True)
+        sql = statements.claim_sql(True, queue_count, async_commit=True)
         with pgbound.cursor(connection) as cursor:
-            cursor.execute(sql, claim_params(connection, worker_id, queues, limit, now, lease_until))
-            return in_claim_order([_job_from_row(using, row) for row in cursor.fetchall()])
+            cursor.execute(sql, params)
+            return [_job_from_row(using, row) for row in cursor.fetchall()]
 
     def record_outcomes(self, using: str, worker_id: str, jobs: Sequence[Job]) -> int:
         """The batch as one bound JSON parameter (see the module doc)."""

@@ -39,22 +39,10 @@ FIELDS = Job._meta.concrete_fields
 ATTNAMES = [field.attname for field in FIELDS]
 JSON_POSITIONS = [n for n, field in enumerate(FIELDS) if isinstance(field, JSONField)]
 
-OUTCOME_FIELDS = (
-    "id",
-    "status",
-    "attempts",
-    "return_value",
-    "errors",
-    "run_after",
-    "finished_at",
-    "progress",
-)
-"""The columns an outcome batch writes, in the order the batch carries them."""
-
 ASYNC_COMMIT = " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
 """PostgreSQL: commit this claim without waiting for its WAL to reach the disk (see :mod:`.postgres`)."""
 
-_RECORD_TYPES = {
+OUTCOME_TYPES = {
     "id": "uuid",
     "status": "text",
     "attempts": "integer",
@@ -64,6 +52,8 @@ _RECORD_TYPES = {
     "finished_at": "timestamptz",
     "progress": "jsonb",
 }
+"""The columns an outcome batch writes, in the order the batch carries them, with their PostgreSQL types."""
+OUTCOME_FIELDS = tuple(OUTCOME_TYPES)
 
 
 def _table() -> str:
@@ -116,7 +106,7 @@ def values_outcome_sql(rows: int) -> str:
 def recordset_outcome_sql() -> str:
     """PostgreSQL: the batch as one JSON array of objects, so one statement text fits every batch."""
     table = _table()
-    columns = ", ".join(f"{name} {_RECORD_TYPES[name]}" for name in OUTCOME_FIELDS)
+    columns = ", ".join(f"{name} {OUTCOME_TYPES[name]}" for name in OUTCOME_FIELDS)
     assignments = ", ".join(f"{name} = v.{name}" for name in OUTCOME_FIELDS[1:])
     return (
         f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
