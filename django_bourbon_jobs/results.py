@@ -41,14 +41,33 @@ def unavailable_task(*args: object, **kwargs: object) -> None:
 
 
 def task_for_job(job: Job, backend_alias: str) -> Task:
-    """The job's Task, or a stand-in whose name says the real one is gone, so results stay readable."""
+    """The job's Task as it was dispatched: the options ``using()`` and a dispatch gave it.
+
+    For a task that no longer imports, a stand-in whose name says the real one is gone,
+    so results stay readable.
+    """
     try:
         task = load_task(job.task_path)
     except UnknownTask:
         from django_bourbon_jobs.tasks import BourbonTask
 
         return BourbonTask(func=unavailable_task, backend=backend_alias, queue_name=job.queue_name)
-    return task.using(priority=job.priority, queue_name=job.queue_name, run_after=job.run_after)
+    task = task.using(
+        priority=job.priority,
+        queue_name=job.queue_name,
+        run_after=job.run_after,
+        backend=backend_alias if backend_alias != task.backend else None,
+    )
+    return _with_dispatch_extras(task, job)
+
+
+def _with_dispatch_extras(task: Task, job: Job) -> Task:
+    """What the dispatch recorded beyond Django's options, as ``dispatch_async`` put it on the task."""
+    from django_bourbon_jobs.tasks import BourbonTask
+
+    if not isinstance(task, BourbonTask):
+        return task
+    return task.for_dispatch(None, job.idempotency_key, job.callback_url or None)
 
 
 def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> TaskResult:

@@ -113,7 +113,8 @@ def test_backoff_delays_the_next_attempt():
     drain()
     job = job_of(result)
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
-    assert before + timedelta(seconds=90) <= job.run_after <= timezone.now() + timedelta(seconds=90)
+    assert before + timedelta(seconds=90) <= job.due_at <= timezone.now() + timedelta(seconds=90)
+    assert job.run_after is None  # as dispatched
     assert job.errors[0]["exception_class_path"] == "django_bourbon_jobs.exceptions.Retry"
 
 
@@ -141,7 +142,7 @@ def test_default_backoff_schedules_the_retry(settings):
     drain()
     job = job_of(result)
     assert job.status == JobStatus.QUEUED
-    assert before + timedelta(seconds=30) <= job.run_after <= timezone.now() + timedelta(seconds=60)
+    assert before + timedelta(seconds=30) <= job.due_at <= timezone.now() + timedelta(seconds=60)
 
 
 def test_fail_exception_stops_at_once():

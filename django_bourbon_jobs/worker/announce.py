@@ -19,7 +19,7 @@ def announce_outcome(job: Job, event: str | None = None, started: TaskResult | N
     ``task_finished`` then carries the same object, brought up to date.
     """
     if job.status == JobStatus.QUEUED:
-        log.job_event(job, event or "retrying", run_after=job.run_after.isoformat())
+        log.job_event(job, event or "retrying", due_at=job.due_at.isoformat())
         return
     log.job_event(job, event or job.status)
     job_finished.send(sender=type(job), job=job)

@@ -3,8 +3,8 @@
 PostgreSQL::
 
     UPDATE job SET status='running', attempts=attempts+1, worker_id=..., lease_expires_at=...
-    WHERE id IN (SELECT id FROM job WHERE status='queued' AND run_after <= now [AND queue_name IN ...]
-                 ORDER BY priority DESC, run_after, id LIMIT n FOR UPDATE SKIP LOCKED)
+    WHERE id IN (SELECT id FROM job WHERE status='queued' AND due_at <= now [AND queue_name IN ...]
+                 ORDER BY priority DESC, due_at, id LIMIT n FOR UPDATE SKIP LOCKED)
     RETURNING <every column>
 
 The inner SELECT walks the partial index ``bourbon_job_claim`` and skips rows
@@ -66,8 +66,8 @@ def claim_sql(vendor_skips_locked: bool, queue_count: int, postgresql: bool = Fa
     return (
         f"UPDATE {table} SET status = %s, attempts = attempts + 1, attempt_started = %s, worker_id = %s, "
         "lease_expires_at = %s, started_at = COALESCE(started_at, %s), last_attempted_at = %s "
-        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND run_after <= %s{queue_clause} "
-        f"ORDER BY priority DESC, run_after, id LIMIT %s{lock_clause})"
+        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND due_at <= %s{queue_clause} "
+        f"ORDER BY priority DESC, due_at, id LIMIT %s{lock_clause})"
         f"{ASYNC_COMMIT if postgresql else ''} "
         f"RETURNING {', '.join(str(field.column) for field in _FIELDS)}"
     )
@@ -127,7 +127,7 @@ def claim(
             jobs = [_job_from_row(using, row) for row in cursor.fetchall()]
     else:
         jobs = list(Job.objects.db_manager(using).raw(sql, params))
-    jobs.sort(key=lambda job: (-job.priority, job.run_after, job.id))
+    jobs.sort(key=lambda job: (-job.priority, job.due_at, job.id))
     return jobs
 
 

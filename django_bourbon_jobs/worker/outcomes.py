@@ -3,7 +3,7 @@
 ::
 
     UPDATE job SET status = v.status, ... , lease_expires_at = NULL
-    FROM (VALUES (...), (...)) AS v(id, status, return_value, errors, run_after, finished_at)
+    FROM (VALUES (...), (...)) AS v(id, status, return_value, errors, due_at, finished_at)
     WHERE job.id = v.id AND job.status = 'running' AND job.worker_id = %s
 
 The ``worker_id`` guard means an outcome is never written over a job another
@@ -30,7 +30,7 @@ from django.db.models import Field
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.store import pgbound
 
-VALUE_FIELDS = ("id", "status", "attempts", "return_value", "errors", "run_after", "finished_at", "progress")
+VALUE_FIELDS = ("id", "status", "attempts", "return_value", "errors", "due_at", "finished_at", "progress")
 CHUNK = 500
 
 _POSTGRES_CASTS = {
@@ -38,7 +38,7 @@ _POSTGRES_CASTS = {
     "attempts": "::integer",
     "return_value": "::jsonb",
     "errors": "::jsonb",
-    "run_after": "::timestamptz",
+    "due_at": "::timestamptz",
     "finished_at": "::timestamptz",
     "progress": "::jsonb",
 }
@@ -71,7 +71,7 @@ _RECORD_TYPES = {
     "attempts": "integer",
     "return_value": "jsonb",
     "errors": "jsonb",
-    "run_after": "timestamptz",
+    "due_at": "timestamptz",
     "finished_at": "timestamptz",
     "progress": "jsonb",
 }
@@ -98,7 +98,7 @@ def _as_record(job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "return_value": job.return_value,
         "errors": job.errors,
-        "run_after": job.run_after.isoformat(),
+        "due_at": job.due_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "progress": job.progress,
     }
