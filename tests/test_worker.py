@@ -4,10 +4,12 @@ from datetime import timedelta
 
 import pytest
 from django.tasks import TaskResultStatus
+from django.tasks.exceptions import TaskResultMismatch
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async, get_result
+from django_bourbon_jobs.exceptions import UnknownTask
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from tests import tasks
 from tests.conftest import drain, wait_until
@@ -319,10 +321,19 @@ def test_cancel_stops_a_queued_job_only():
 
 def test_result_of_a_job_whose_task_was_removed_is_still_readable():
     result = tasks.echo.enqueue(1)
-    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.removed_long_ago")
+    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.removed_long_ago", max_attempts=1)
     fresh = get_result(result.id)
-    assert fresh.status == TaskResultStatus.READY
-    assert fresh.task.name == "unavailable_task"
+    assert (fresh.status, fresh.args) == (TaskResultStatus.READY, [1])
+    assert (fresh.task.module_path, fresh.task.name) == ("tests.tasks.removed_long_ago", "removed_long_ago")
+    assert get_result(result.id) == fresh
+    with pytest.raises(UnknownTask, match=r"tests\.tasks\.removed_long_ago"):
+        fresh.task.call(1)
+    with pytest.raises(TaskResultMismatch):
+        tasks.echo.get_result(result.id)
+    drain()  # the worker fails it, saying why; the result reads that too
+    fresh.refresh()
+    assert fresh.status == TaskResultStatus.FAILED
+    assert fresh.errors[-1].exception_class is UnknownTask
 
 
 def test_bulk_dispatched_jobs_run(tmp_path):
