@@ -1,5 +1,6 @@
 """The worker driven in-process: every state change, order, retries, timeouts, signals."""
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async, get_result
-from django_bourbon_jobs.exceptions import UnknownTask
+from django_bourbon_jobs.exceptions import JobTimeout, UnknownTask
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from tests import tasks
 from tests.conftest import drain, wait_until
@@ -242,6 +243,31 @@ def test_started_and_finished_signals_fire_once_per_job():
             ("finished", bad.id, TaskResultStatus.FAILED),
         ]
     )
+
+
+def enqueue_failing(kind):
+    """A job that fails for good, and the exception class its last attempt ends with."""
+    if kind == "raises":
+        return tasks.always_fails.enqueue(None), ValueError
+    if kind == "times out":
+        return tasks.spins.enqueue({"seconds": 30}), JobTimeout
+    result = tasks.echo.enqueue(1)
+    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.renamed_since", max_attempts=1)
+    return result, UnknownTask
+
+
+@pytest.mark.parametrize("kind", ["raises", "times out", "task gone"])
+def test_djangos_error_log_for_a_failed_task_carries_the_exception(caplog, kind):
+    """Django's `django.tasks` log receiver reads `sys.exc_info()`: `task_finished` is sent while handling."""
+    caplog.set_level("INFO", logger="django.tasks")
+    result, raised = enqueue_failing(kind)
+    drain()
+    logged = [r for r in caplog.records if r.name == "django.tasks" and result.id in r.getMessage()]
+    [failed] = [r for r in logged if r.levelno == logging.ERROR]
+    assert "state=FAILED" in failed.getMessage()
+    assert failed.exc_info is not None and failed.exc_info[0] is raised
+    assert failed.exc_info[1].__traceback__ is not None
+    assert f"{raised.__name__}: " in caplog.text  # the formatted traceback
 
 
 def test_one_log_line_per_state_change(caplog):

@@ -122,6 +122,8 @@ class Executor:
     cancel_flags: dict[Any, threading.Event] = field(default_factory=dict)
     started: dict[Any, TaskResult] = field(default_factory=dict)
     """The ``TaskResult`` each attempt's ``task_started`` carried, until its outcome is announced."""
+    raised: dict[Any, BaseException] = field(default_factory=dict)
+    """The exception each failed attempt ended with, until its outcome is announced (see ``announce``)."""
 
     def run(self, job: Job) -> Job:
         """Run ``job`` once and record its outcome on it (not yet saved)."""
@@ -195,6 +197,7 @@ class Executor:
             exc.__cause__ = cause
             exc.__traceback__ = cause.__traceback__
         error = error_record(exc, worker_id=self.worker_id, attempt=job.attempts, at=now)
+        self.raised[job.pk] = exc
         retry_at = None
         if not final:
             retry_at = next_attempt_at(
