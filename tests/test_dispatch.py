@@ -1,5 +1,6 @@
 """dispatch_async / get_result / Task.enqueue: the public contract and its bad inputs."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -102,6 +103,28 @@ def test_non_json_payload_raises_and_writes_nothing(payload):
         dispatch_async(tasks.echo, payload)
     with pytest.raises(InvalidPayload):
         tasks.echo.enqueue(payload)
+    assert not Job.objects.exists()
+
+
+def test_arguments_are_normalised_as_django_normalises_them():
+    result = tasks.echo.enqueue(b"caf\xc3\xa9", ("a", (1, 2)), key=(b"x",))
+    assert (result.args, result.kwargs) == (["café", ["a", [1, 2]]], {"key": ["x"]})
+    assert get_result(result.id) == result
+
+
+@pytest.mark.parametrize(
+    "payload, refused, message",
+    [
+        (timezone.now(), TypeError, "Unsupported type: <class 'datetime.datetime'>"),
+        ({1, 2}, TypeError, "Unsupported type: <class 'set'>"),
+        (b"\xff", ValueError, "Unsupported value: <class 'bytes'>"),
+    ],
+)
+def test_arguments_django_refuses_raise_what_django_raises(payload, refused, message):
+    with pytest.raises(refused, match=re.escape(message)):
+        tasks.echo.enqueue(payload)
+    with pytest.raises(InvalidPayload, match=re.escape(message)):
+        dispatch_async(tasks.echo, payload)
     assert not Job.objects.exists()
 
 

@@ -170,14 +170,24 @@ def test_retry_exception_counts_towards_max_attempts():
     assert (job.status, job.attempts, len(job.errors)) == (JobStatus.FAILED, 3, 3)
 
 
-def test_non_json_return_value_fails_the_attempt_clearly():
+def test_non_json_return_value_fails_the_attempt_with_djangos_type_error():
     result = tasks.returns_set.enqueue(None)
     drain()
     job = job_of(result)
     assert job.status == JobStatus.FAILED
     error = job.errors[-1]
-    assert error["exception_class_path"] == "django_bourbon_jobs.exceptions.InvalidReturnValue"
-    assert "return value of tests.tasks.returns_set must be JSON-serialisable" in error["message"]
+    assert error["exception_class_path"] == "builtins.TypeError"
+    assert error["message"] == (
+        "The return value of tests.tasks.returns_set cannot be stored as JSON: "
+        "Unsupported type: <class 'set'>"
+    )
+
+
+def test_return_values_are_normalised_as_django_normalises_them():
+    result = tasks.returns_bytes_and_tuples.enqueue(None)
+    drain()
+    result.refresh()
+    assert result.return_value == {"text": "café", "pair": [1, [2, 3]]}
 
 
 @pytest.mark.parametrize(
