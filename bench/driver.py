@@ -871,7 +871,7 @@ def backlog_round(system: Ours, args: argparse.Namespace, logdir: Path, tag: str
             "id": UUID7_SQL,
             "status": "'succeeded'",
             "attempts": "1",
-            "run_after": day,
+            "due_at": day,
             "enqueued_at": day,
             "started_at": day,
             "last_attempted_at": day,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models.base import ModelState
 
 from django_bourbon_jobs.ids import uuid7s
-from django_bourbon_jobs.models import Job
+
+if TYPE_CHECKING:  # the backend imports this module, and must import before the app registry is ready
+    from django_bourbon_jobs.models import Job
 
 INSERT_BATCH = 1000
 """Rows per INSERT statement where COPY is not available."""
@@ -45,10 +47,11 @@ def clone_jobs(template: Job, calls: Iterable[tuple[Any, Any]]) -> list[Job]:
     ``Model.__init__`` resolves every field and default one by one, which cost
     more per job than COPY does; a copy of the template's attributes does not.
     """
+    model = type(template)
     base = {name: value for name, value in template.__dict__.items() if name != "_state"}
     jobs = []
     for args, kwargs in calls:
-        job = Job.__new__(Job)
+        job = model.__new__(model)
         job.__dict__.update(base)
         job._state = ModelState()
         job.args, job.kwargs = args, kwargs

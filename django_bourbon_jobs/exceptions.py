@@ -13,12 +13,19 @@ class ConfigurationError(BourbonJobsError, ImproperlyConfigured):
     """A ``BOURBON_JOBS`` value or a backend option is invalid."""
 
 
-class InvalidPayload(BourbonJobsError, TypeError):
-    """A payload (task arguments) cannot be stored as JSON."""
+class InvalidPayload(BourbonJobsError, TypeError, ValueError):
+    """A payload (task arguments) cannot be stored as JSON.
+
+    A ``TypeError``, as Django raises for an unsupported type, and a ``ValueError``,
+    as it raises for bytes that are not UTF-8.
+    """
 
 
 class InvalidReturnValue(BourbonJobsError, TypeError):
-    """A job returned a value that cannot be stored as JSON."""
+    """A job returned a value Django accepts but no database stores: NaN, an infinity, NUL, a lone surrogate.
+
+    A value Django itself refuses fails with Django's own ``TypeError`` ("Unsupported type").
+    """
 
 
 class UnknownTask(BourbonJobsError, LookupError):

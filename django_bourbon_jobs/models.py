@@ -46,7 +46,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(status__in=FINISHED_STATUSES)
 
     def due(self, now: datetime) -> JobQuerySet:
-        return self.queued().filter(run_after__lte=now)
+        return self.queued().filter(due_at__lte=now)
 
     def held_by(self, worker_id: str) -> JobQuerySet:
         return self.running().filter(worker_id=worker_id)
@@ -63,7 +63,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).update(
             status=JobStatus.QUEUED,
             attempts=0,
-            run_after=now,
+            due_at=now,
             finished_at=None,
             lease_expires_at=None,
             worker_id="",
@@ -93,7 +93,7 @@ OUTCOME_FIELDS = [
     "attempts",
     "return_value",
     "errors",
-    "run_after",
+    "due_at",
     "finished_at",
     "lease_expires_at",
 ]
@@ -109,7 +109,17 @@ class Job(models.Model):
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
-    run_after = models.DateTimeField(help_text="The job is not claimed before this time.")
+    run_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The earliest time to run the job, as dispatched (Django's Task.run_after); "
+        "empty: as soon as possible.",
+    )
+    due_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When the job is next due: run_after or the enqueue time, then each retry's time. "
+        "Workers claim by this, never before it.",
+    )
     enqueued_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     last_attempted_at = models.DateTimeField(null=True, blank=True)
@@ -157,11 +167,11 @@ class Job(models.Model):
         indexes = [
             models.Index(models.F("enqueued_at").desc(), name="bourbon_job_newest"),
             models.Index("status", models.F("enqueued_at").desc(), name="bourbon_job_status_newest"),
-            # The claim: WHERE status='queued' AND run_after <= now
-            # ORDER BY priority DESC, run_after, id. Partial, so finished rows cost nothing.
+            # The claim: WHERE status='queued' AND due_at <= now
+            # ORDER BY priority DESC, due_at, id. Partial, so finished rows cost nothing.
             models.Index(
                 models.F("priority").desc(),
-                "run_after",
+                "due_at",
                 "id",
                 condition=Q(status="queued"),
                 name="bourbon_job_claim",
@@ -212,7 +222,7 @@ class Job(models.Model):
     def schedule_retry(self, at: datetime, error: dict[str, Any]) -> None:
         self.add_error(error)
         self.status = JobStatus.QUEUED
-        self.run_after = at
+        self.due_at = at
         self.lease_expires_at = None
 
     def mark_failed(self, error: dict[str, Any], now: datetime) -> None:

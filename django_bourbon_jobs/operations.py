@@ -57,7 +57,7 @@ def retry_jobs(jobs: QuerySet[Any]) -> int:
     return _in_chunks(
         jobs.filter(status__in=(JobStatus.FAILED, JobStatus.CANCELLED)),
         change=lambda chunk, now: chunk.retry(now),
-        changed=lambda chunk, now: chunk.filter(status=JobStatus.QUEUED, run_after=now, attempts=0),
+        changed=lambda chunk, now: chunk.filter(status=JobStatus.QUEUED, due_at=now, attempts=0),
         after=_retried,
     )
 

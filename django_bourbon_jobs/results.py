@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
@@ -35,20 +36,54 @@ def load_task(path: str) -> Task:
     return task
 
 
-def unavailable_task(*args: object, **kwargs: object) -> None:
-    """Stands in for a job's task when its path no longer imports (renamed or removed)."""
-    raise UnknownTask("This job's task can no longer be imported.")
+@functools.lru_cache(maxsize=256)
+def stand_in(path: str, reason: str) -> Callable[..., Any]:
+    """A function in place of a job's task that no longer imports (renamed or removed since).
+
+    It bears the task's path, so ``result.task.module_path`` and ``result.task.name``
+    still say which task the job ran; calling it raises :class:`UnknownTask` with
+    ``reason``. One per path, so the results of one job compare equal.
+    """
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise UnknownTask(reason)
+
+    module, _, name = path.rpartition(".")
+    unavailable.__module__, unavailable.__name__, unavailable.__qualname__ = module, name, name
+    return unavailable
 
 
 def task_for_job(job: Job, backend_alias: str) -> Task:
-    """The job's Task, or a stand-in whose name says the real one is gone, so results stay readable."""
+    """The job's Task as it was dispatched: the options ``using()`` and a dispatch gave it.
+
+    For a task that no longer imports, a task around a :func:`stand_in` function: the job
+    is still there and readable (status, arguments, errors, return value), and its
+    task's ``module_path`` is still the job's task path.
+    """
     try:
         task = load_task(job.task_path)
-    except UnknownTask:
+    except UnknownTask as exc:
         from django_bourbon_jobs.tasks import BourbonTask
 
-        return BourbonTask(func=unavailable_task, backend=backend_alias, queue_name=job.queue_name)
-    return task.using(priority=job.priority, queue_name=job.queue_name, run_after=job.run_after)
+        task = BourbonTask(
+            func=stand_in(job.task_path, str(exc)), backend=backend_alias, queue_name=job.queue_name
+        )
+    task = task.using(
+        priority=job.priority,
+        queue_name=job.queue_name,
+        run_after=job.run_after,
+        backend=backend_alias if backend_alias != task.backend else None,
+    )
+    return _with_dispatch_extras(task, job)
+
+
+def _with_dispatch_extras(task: Task, job: Job) -> Task:
+    """What the dispatch recorded beyond Django's options, as ``dispatch_async`` put it on the task."""
+    from django_bourbon_jobs.tasks import BourbonTask
+
+    if not isinstance(task, BourbonTask):
+        return task
+    return task.for_dispatch(None, job.idempotency_key, job.callback_url or None)
 
 
 def to_task_result(job: Job, backend_alias: str, task: Task | None = None) -> TaskResult:

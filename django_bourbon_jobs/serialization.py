@@ -1,10 +1,17 @@
 """JSON is the only format a payload or a return value is stored in.
 
-PostgreSQL's ``jsonb`` and text columns cannot hold a NUL character, and no
-UTF-8 column can hold a lone surrogate (``"\\ud800"``, which Python strings
-allow). Diagnostic text (error messages, tracebacks, progress) is made storable
-by spelling such characters out as escapes; a return value that holds one is
-refused, since changing it would hand its reader different data.
+Arguments and return values are first normalised as Django's own backends do
+(``django.utils.json.normalize_json``): bytes that are UTF-8 become strings,
+tuples and other sequences lists, and anything else is refused with Django's
+"Unsupported type" ``TypeError`` (or its ``ValueError`` for bytes that are not
+UTF-8). JSON then turns dictionary keys into strings.
+
+PostgreSQL's ``jsonb`` cannot store NaN or an infinity, its ``jsonb`` and text
+columns cannot hold a NUL character, and no UTF-8 column can hold a lone
+surrogate (``"\\ud800"``, which Python strings allow). Diagnostic text (error
+messages, tracebacks, progress) is made storable by spelling such characters
+out as escapes; a return value that holds one is refused, since changing it
+would hand its reader different data.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import json
 import traceback
 from datetime import datetime
 from typing import Any
+
+from django.utils.json import normalize_json
 
 from django_bourbon_jobs.exceptions import InvalidReturnValue
 
@@ -28,15 +37,21 @@ def _flat_json(value: Any) -> bool:
     return False
 
 
-def ensure_json(value: Any, error_class: type[Exception], what: str) -> Any:
-    """Return ``value`` as it will read back from the database, or raise ``error_class``.
+def _reads_back_as_is(value: Any) -> bool:
+    return value is None or type(value) in _SCALARS or _flat_json(value)
 
-    NaN and infinities are refused too: PostgreSQL's ``jsonb`` cannot store them.
-    """
-    if value is None or type(value) in _SCALARS or _flat_json(value):
+
+def _round_trip(value: Any) -> Any:
+    """A normalised value as JSON reads it back: string keys; NaN and infinities refused (``ValueError``)."""
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def ensure_json(value: Any, error_class: type[Exception], what: str) -> Any:
+    """Return ``value`` as it will read back from the database, or raise ``error_class`` saying why."""
+    if _reads_back_as_is(value):
         return value
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        return _round_trip(normalize_json(value))
     except (TypeError, ValueError) as exc:
         raise error_class(f"{what} must be JSON-serialisable: {exc}") from exc
 
@@ -85,9 +100,29 @@ def unstorable_character(value: Any) -> str | None:
     return next((found for item in items if (found := unstorable_character(item))), None)
 
 
+def normalized_as_django_does(value: Any, what: str) -> Any:
+    """``normalize_json(value)``, or the ``TypeError``/``ValueError`` it raises, saying what was refused."""
+    try:
+        return normalize_json(value)
+    except (TypeError, ValueError) as exc:
+        refused = TypeError if isinstance(exc, TypeError) else ValueError
+        raise refused(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
 def storable_return_value(value: Any, task_path: str) -> Any:
-    """``value`` as it will read back, or :class:`InvalidReturnValue` saying why it cannot be kept."""
-    value = ensure_json(value, InvalidReturnValue, f"The return value of {task_path}")
+    """``value`` as it will read back, or an error saying why it cannot be kept.
+
+    What Django refuses raises what Django raises (a ``TypeError``, "Unsupported
+    type: ..."); what Django keeps but no database can store (NaN, an infinity, a
+    NUL character, a lone surrogate) raises :class:`InvalidReturnValue`.
+    """
+    what = f"The return value of {task_path}"
+    if not _reads_back_as_is(value):
+        value = normalized_as_django_does(value, what)
+        try:
+            value = _round_trip(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidReturnValue(f"{what} must be JSON-serialisable: {exc}") from exc
     found = unstorable_character(value)
     if found:
         raise InvalidReturnValue(

@@ -234,3 +234,9 @@ def hogs_memory(payload):
 @task(max_attempts=2)
 def naps_twice(payload):
     return naps.func(payload)
+
+
+@task(max_attempts=1)
+def returns_bytes_and_tuples(payload):
+    """What Django normalises on the way out: UTF-8 bytes to text, tuples to lists."""
+    return {"text": b"caf\xc3\xa9", "pair": (1, (2, 3))}

@@ -457,7 +457,7 @@ def test_dashboard_counts_chart_queues_and_workers(admin_client):
     for _ in range(3):
         make_job(status=JobStatus.SUCCEEDED, finished_at=now - timedelta(minutes=2))
     failed_job(finished_at=now - timedelta(minutes=1))
-    make_job(queue_name="emails", run_after=now - timedelta(minutes=7))
+    make_job(queue_name="emails", due_at=now - timedelta(minutes=7))
     Worker.objects.create(id="w-live", hostname="live-host", pid=11, queues=["emails"])
     Worker.objects.create(
         id="w-stale", hostname="stale-host", pid=12, last_heartbeat_at=now - timedelta(hours=1)

@@ -232,7 +232,7 @@ def test_status_shows_every_field(alice: User) -> None:
     assert body["result"] == {"ok": True}
     assert set(body) >= {
         "job_id", "task", "queue_name", "priority", "status", "attempts", "max_attempts", "result",
-        "errors", "progress", "enqueued_at", "started_at", "finished_at", "run_after",
+        "errors", "progress", "enqueued_at", "started_at", "finished_at", "run_after", "due_at",
     }  # fmt: skip
 
 
@@ -244,6 +244,13 @@ def test_result_only_once_succeeded(alice: User) -> None:
 def test_unlisted_task_shows_its_path(alice: User) -> None:
     job = make_job(alice, task_path="tests.tasks.record")
     assert client_for(alice).get(f"{API}{job.id}/").json()["task"] == "tests.tasks.record"
+
+
+def test_a_job_whose_task_no_longer_imports_is_still_shown(alice: User) -> None:
+    job = make_job(alice, task_path="shop.tasks.renamed_since", status=JobStatus.FAILED)
+    response = client_for(alice).get(f"{API}{job.id}/")
+    assert response.status_code == 200
+    assert (response.json()["task"], response.json()["status"]) == ("shop.tasks.renamed_since", "failed")
 
 
 def test_errors_show_the_traceback_only_to_operators(alice: User, staff: User, operator: User) -> None:

@@ -17,7 +17,7 @@ pytestmark = [
 FILL = """
 INSERT INTO bourbon_jobs_job
     (id, task_path, queue_name, priority, args, kwargs, status, attempts, max_attempts,
-     run_after, enqueued_at, finished_at, worker_id, errors, idempotency_key, callback_url)
+     due_at, enqueued_at, finished_at, worker_id, errors, idempotency_key, callback_url)
 SELECT gen_random_uuid(), 'tests.tasks.echo', 'default', 0, '[]', '{}', %s, 1, 3,
        now() - interval '1 day', now() - interval '1 day', %s, '', '[]', '', ''
 FROM generate_series(1, %s)

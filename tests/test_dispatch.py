@@ -1,5 +1,6 @@
 """dispatch_async / get_result / Task.enqueue: the public contract and its bad inputs."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -49,6 +50,22 @@ def test_dispatch_options_override_the_task_defaults():
     assert (job.queue_name, job.priority, job.run_after) == ("bulk", -5, run_after)
 
 
+def test_run_after_reads_back_as_dispatched_and_the_results_are_equal():
+    later = timezone.now() + timedelta(hours=1)
+    plain, scheduled = tasks.echo.enqueue(1), tasks.echo.using(run_after=later).enqueue(2)
+    assert get_result(plain.id) == plain and get_result(plain.id).task.run_after is None
+    assert get_result(scheduled.id) == scheduled and get_result(scheduled.id).task.run_after == later
+    assert Job.objects.get(pk=plain.id).due_at == Job.objects.get(pk=plain.id).enqueued_at
+    assert Job.objects.get(pk=scheduled.id).due_at == later
+
+
+def test_a_result_fetched_back_carries_what_the_dispatch_recorded():
+    result = dispatch_async(tasks.echo, 1, idempotency_key="k-1", callback_url="https://hooks.example.com/x")
+    fresh = get_result(result.id)
+    assert fresh == result
+    assert (fresh.task.idempotency_key, fresh.task.callback_url) == ("k-1", "https://hooks.example.com/x")
+
+
 def test_delay_sets_run_after_from_now():
     before = timezone.now()
     job = Job.objects.get(pk=dispatch_async(tasks.echo, 1, delay=timedelta(minutes=5)).id)
@@ -86,6 +103,28 @@ def test_non_json_payload_raises_and_writes_nothing(payload):
         dispatch_async(tasks.echo, payload)
     with pytest.raises(InvalidPayload):
         tasks.echo.enqueue(payload)
+    assert not Job.objects.exists()
+
+
+def test_arguments_are_normalised_as_django_normalises_them():
+    result = tasks.echo.enqueue(b"caf\xc3\xa9", ("a", (1, 2)), key=(b"x",))
+    assert (result.args, result.kwargs) == (["café", ["a", [1, 2]]], {"key": ["x"]})
+    assert get_result(result.id) == result
+
+
+@pytest.mark.parametrize(
+    "payload, refused, message",
+    [
+        (timezone.now(), TypeError, "Unsupported type: <class 'datetime.datetime'>"),
+        ({1, 2}, TypeError, "Unsupported type: <class 'set'>"),
+        (b"\xff", ValueError, "Unsupported value: <class 'bytes'>"),
+    ],
+)
+def test_arguments_django_refuses_raise_what_django_raises(payload, refused, message):
+    with pytest.raises(refused, match=re.escape(message)):
+        tasks.echo.enqueue(payload)
+    with pytest.raises(InvalidPayload, match=re.escape(message)):
+        dispatch_async(tasks.echo, payload)
     assert not Job.objects.exists()
 
 

@@ -33,7 +33,7 @@ def test_a_return_value_that_is_not_json_fails_at_once_whatever_attempts_are_lef
     drain()
     job.refresh_from_db()
     assert (job.status, job.attempts, job.max_attempts) == (JobStatus.FAILED, 1, 3)
-    assert "must be JSON-serialisable" in job.errors[0]["message"]
+    assert "Unsupported type: <class 'set'>" in job.errors[0]["message"]
 
 
 @pytest.mark.parametrize(

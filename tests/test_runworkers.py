@@ -51,6 +51,30 @@ def test_two_processes_drain_2000_jobs_each_exactly_once(runworkers, tmp_path):
     assert not Worker.objects.exists()
 
 
+def test_an_alias_whose_backend_does_not_load_is_skipped_when_finding_redis(caplog):
+    from django.test import override_settings
+
+    from django_bourbon_jobs.events.redis_channels import configured_alias
+
+    ours = {"BACKEND": "django_bourbon_jobs.backends.DatabaseBackend", "OPTIONS": {"REDIS": "jobs"}}
+    with override_settings(TASKS={"elsewhere": {"BACKEND": "not_installed_here.Backend"}, "default": ours}):
+        assert configured_alias() == "jobs"
+    assert "TASKS['elsewhere'] cannot be loaded" in caplog.text
+    assert configured_alias() is None  # TASKS changed back: worked out again
+
+
+def test_an_alias_whose_backend_does_not_load_here_does_not_stop_the_workers(runworkers):
+    """Django's own system check builds every alias, so such a worker image runs with --skip-checks."""
+    result = tasks.echo.enqueue(1)
+    proc = runworkers(
+        "--processes", "1", "--burst", "--skip-checks",
+        DJANGO_SETTINGS_MODULE="tests.settings_foreign_alias", BOURBON_TEST_LOG="1",
+    )  # fmt: skip
+    assert proc.wait(60) == 0, proc.output()
+    assert status_of(result.id) == JobStatus.SUCCEEDED
+    assert "TASKS['elsewhere'] cannot be loaded" in proc.output()
+
+
 def test_sigkilled_child_is_replaced_and_its_job_finishes(runworkers, tmp_path):
     result, started, release = blocking_job(tmp_path)
     proc = runworkers("--processes", "1", BOURBON_TEST_SETTINGS=FAST)

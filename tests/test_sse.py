@@ -162,7 +162,7 @@ def test_heartbeats_keep_an_idle_stream_alive_until_its_time_is_up(
     monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 0.1)
     monkeypatch.setattr(JobViewSet, "stream_max_seconds", 0.6)
     job_id = dispatch(alice, "echo", None)
-    Job.objects.filter(pk=job_id).update(run_after=timezone.now() + timezone.timedelta(hours=1))
+    Job.objects.filter(pk=job_id).update(due_at=timezone.now() + timezone.timedelta(hours=1))
     reader = EventReader(live_server.url, f"{API}{job_id}/events/", session_cookie(alice))
     blocks = list(reader.blocks())  # ends on its own after stream_max_seconds
     reader.close()

@@ -1,13 +1,16 @@
 """The worker driven in-process: every state change, order, retries, timeouts, signals."""
 
+import logging
 from datetime import timedelta
 
 import pytest
 from django.tasks import TaskResultStatus
+from django.tasks.exceptions import TaskResultMismatch
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async, get_result
+from django_bourbon_jobs.exceptions import JobTimeout, UnknownTask
 from django_bourbon_jobs.models import Job, JobStatus, Worker
 from tests import tasks
 from tests.conftest import drain, wait_until
@@ -113,7 +116,8 @@ def test_backoff_delays_the_next_attempt():
     drain()
     job = job_of(result)
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
-    assert before + timedelta(seconds=90) <= job.run_after <= timezone.now() + timedelta(seconds=90)
+    assert before + timedelta(seconds=90) <= job.due_at <= timezone.now() + timedelta(seconds=90)
+    assert job.run_after is None  # as dispatched
     assert job.errors[0]["exception_class_path"] == "django_bourbon_jobs.exceptions.Retry"
 
 
@@ -141,7 +145,7 @@ def test_default_backoff_schedules_the_retry(settings):
     drain()
     job = job_of(result)
     assert job.status == JobStatus.QUEUED
-    assert before + timedelta(seconds=30) <= job.run_after <= timezone.now() + timedelta(seconds=60)
+    assert before + timedelta(seconds=30) <= job.due_at <= timezone.now() + timedelta(seconds=60)
 
 
 def test_fail_exception_stops_at_once():
@@ -166,14 +170,24 @@ def test_retry_exception_counts_towards_max_attempts():
     assert (job.status, job.attempts, len(job.errors)) == (JobStatus.FAILED, 3, 3)
 
 
-def test_non_json_return_value_fails_the_attempt_clearly():
+def test_non_json_return_value_fails_the_attempt_with_djangos_type_error():
     result = tasks.returns_set.enqueue(None)
     drain()
     job = job_of(result)
     assert job.status == JobStatus.FAILED
     error = job.errors[-1]
-    assert error["exception_class_path"] == "django_bourbon_jobs.exceptions.InvalidReturnValue"
-    assert "return value of tests.tasks.returns_set must be JSON-serialisable" in error["message"]
+    assert error["exception_class_path"] == "builtins.TypeError"
+    assert error["message"] == (
+        "The return value of tests.tasks.returns_set cannot be stored as JSON: "
+        "Unsupported type: <class 'set'>"
+    )
+
+
+def test_return_values_are_normalised_as_django_normalises_them():
+    result = tasks.returns_bytes_and_tuples.enqueue(None)
+    drain()
+    result.refresh()
+    assert result.return_value == {"text": "café", "pair": [1, [2, 3]]}
 
 
 @pytest.mark.parametrize(
@@ -239,6 +253,31 @@ def test_started_and_finished_signals_fire_once_per_job():
             ("finished", bad.id, TaskResultStatus.FAILED),
         ]
     )
+
+
+def enqueue_failing(kind):
+    """A job that fails for good, and the exception class its last attempt ends with."""
+    if kind == "raises":
+        return tasks.always_fails.enqueue(None), ValueError
+    if kind == "times out":
+        return tasks.spins.enqueue({"seconds": 30}), JobTimeout
+    result = tasks.echo.enqueue(1)
+    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.renamed_since", max_attempts=1)
+    return result, UnknownTask
+
+
+@pytest.mark.parametrize("kind", ["raises", "times out", "task gone"])
+def test_djangos_error_log_for_a_failed_task_carries_the_exception(caplog, kind):
+    """Django's `django.tasks` log receiver reads `sys.exc_info()`: `task_finished` is sent while handling."""
+    caplog.set_level("INFO", logger="django.tasks")
+    result, raised = enqueue_failing(kind)
+    drain()
+    logged = [r for r in caplog.records if r.name == "django.tasks" and result.id in r.getMessage()]
+    [failed] = [r for r in logged if r.levelno == logging.ERROR]
+    assert "state=FAILED" in failed.getMessage()
+    assert failed.exc_info is not None and failed.exc_info[0] is raised
+    assert failed.exc_info[1].__traceback__ is not None
+    assert f"{raised.__name__}: " in caplog.text  # the formatted traceback
 
 
 def test_one_log_line_per_state_change(caplog):
@@ -317,10 +356,19 @@ def test_cancel_stops_a_queued_job_only():
 
 def test_result_of_a_job_whose_task_was_removed_is_still_readable():
     result = tasks.echo.enqueue(1)
-    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.removed_long_ago")
+    Job.objects.filter(pk=result.id).update(task_path="tests.tasks.removed_long_ago", max_attempts=1)
     fresh = get_result(result.id)
-    assert fresh.status == TaskResultStatus.READY
-    assert fresh.task.name == "unavailable_task"
+    assert (fresh.status, fresh.args) == (TaskResultStatus.READY, [1])
+    assert (fresh.task.module_path, fresh.task.name) == ("tests.tasks.removed_long_ago", "removed_long_ago")
+    assert get_result(result.id) == fresh
+    with pytest.raises(UnknownTask, match=r"tests\.tasks\.removed_long_ago"):
+        fresh.task.call(1)
+    with pytest.raises(TaskResultMismatch):
+        tasks.echo.get_result(result.id)
+    drain()  # the worker fails it, saying why; the result reads that too
+    fresh.refresh()
+    assert fresh.status == TaskResultStatus.FAILED
+    assert fresh.errors[-1].exception_class is UnknownTask
 
 
 def test_bulk_dispatched_jobs_run(tmp_path):

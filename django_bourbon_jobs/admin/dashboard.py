@@ -60,9 +60,9 @@ def queue_rows(now: datetime) -> list[QueueRow]:
         .values("queue_name")
         .annotate(
             queued=Count("pk", filter=Q(status=JobStatus.QUEUED)),
-            due=Count("pk", filter=Q(status=JobStatus.QUEUED, run_after__lte=now)),
+            due=Count("pk", filter=Q(status=JobStatus.QUEUED, due_at__lte=now)),
             running=Count("pk", filter=Q(status=JobStatus.RUNNING)),
-            oldest_due=Min("run_after", filter=Q(status=JobStatus.QUEUED, run_after__lte=now)),
+            oldest_due=Min("due_at", filter=Q(status=JobStatus.QUEUED, due_at__lte=now)),
         )
     )
     return [

@@ -44,7 +44,7 @@ JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
 """The JSON columns a job's page shows, by the name its "show all" link uses."""
 
 SUMMARY_FIELDS = ("id", "status_badge", "task_path", "queue_name", "priority", "attempts_of_max")
-TIMELINE_FIELDS = ("timeline_display", "run_after", "duration", "worker_link", "dispatched_by")
+TIMELINE_FIELDS = ("timeline_display", "run_after", "due_at", "duration", "worker_link", "dispatched_by")
 OTHER_FIELDS = ("idempotency_key", "callback_url", "cancel_requested_at")
 
 

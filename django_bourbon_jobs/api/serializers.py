@@ -164,6 +164,7 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "run_after",
+            "due_at",
             "status_url",
             "events_url",
         ]

@@ -68,7 +68,7 @@ class DatabaseBackend(BaseTaskBackend):
         self.validate_task(task)
         job = self._build_job(task, args, kwargs)
         using = router.db_for_write(Job)
-        due_now = job.run_after <= job.enqueued_at
+        due_now = job.due_at <= job.enqueued_at
         store.for_connection(using).insert(job, using, notify=due_now)
         if due_now and self.redis_alias:
             publish.publish_after_commit(self.redis_alias, job.queue_name, using)
@@ -97,7 +97,7 @@ class DatabaseBackend(BaseTaskBackend):
             storage = store.for_connection(using)
             with transaction.atomic(using=using):
                 storage.insert_many(jobs, using)
-                if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
+                if jobs and jobs[0].due_at <= jobs[0].enqueued_at:
                     storage.notify(using, task.queue_name)
                     if self.redis_alias:
                         publish.publish_after_commit(self.redis_alias, task.queue_name, using)
@@ -136,7 +136,8 @@ class DatabaseBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
             max_attempts=max_attempts_of(task),
-            run_after=task.run_after or now,
+            run_after=task.run_after,
+            due_at=task.run_after or now,
             enqueued_at=now,
             dispatched_by=_saved_user(getattr(task, "dispatched_by", None)),
             idempotency_key=getattr(task, "idempotency_key", ""),

@@ -29,14 +29,23 @@ CHANNEL = "bourbon_jobs:enqueued"
 """The enqueue announcements' channel, under :func:`namespace` (see :func:`enqueued_channel`)."""
 
 
+@functools.cache
 def configured_alias() -> str | None:
     """The cache alias named by the first task backend's ``OPTIONS['REDIS']`` (ours sets ``redis_alias``).
 
     Read off the backend (not by importing its class), so events depend on no backend.
+    Only backends that load can be ours: one that does not (its package is not
+    installed here, say) is skipped with a warning, not allowed to stop this
+    process. Worked out once per process, and again when ``TASKS`` changes.
     """
     from django.tasks import task_backends
 
-    for backend in task_backends.all():
+    for name in task_backends:
+        try:
+            backend = task_backends[name]
+        except Exception as exc:  # noqa: BLE001  (another backend's failure is not ours to raise)
+            logger.warning("TASKS[%r] cannot be loaded (%s); skipped: it is not a DatabaseBackend", name, exc)
+            continue
         alias = getattr(backend, "redis_alias", None)
         if alias:
             return str(alias)
@@ -76,6 +85,8 @@ def namespace() -> str:
 def _forget_namespace(*, setting: str, **kwargs: Any) -> None:
     if setting in ("BOURBON_JOBS", "CACHES", "DATABASES", "TASKS"):
         namespace.cache_clear()
+    if setting == "TASKS":
+        configured_alias.cache_clear()
 
 
 def enqueued_channel() -> str:

@@ -268,7 +268,7 @@ def _forget_hubs(*, setting: str, **kwargs: Any) -> None:
             hub.close()
 
 
-WATCHED_FIELDS = ("status", "attempts", "progress", "cancel_requested_at", "run_after", "started_at")
+WATCHED_FIELDS = ("status", "attempts", "progress", "cancel_requested_at", "due_at", "started_at")
 """What a job stream shows changes only when one of these does (with the row gone, it ends)."""
 POLL_CHUNK = 1000
 

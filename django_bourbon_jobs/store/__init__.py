@@ -13,14 +13,24 @@ text is in :mod:`.statements`.
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from django.db import connections
 
-from django_bourbon_jobs.store.portable import PortableStore
-from django_bourbon_jobs.store.postgres import PostgresStore
-
-_STORES = {"portable": PortableStore(), "postgres": PostgresStore()}
+if TYPE_CHECKING:
+    from django_bourbon_jobs.store.portable import PortableStore
 
 
 def for_connection(using: str) -> PortableStore:
     """The store for the database ``using`` names: PostgreSQL's, or the portable one."""
-    return _STORES["postgres" if connections[using].vendor == "postgresql" else "portable"]
+    return _store("postgres" if connections[using].vendor == "postgresql" else "portable")
+
+
+@functools.cache
+def _store(kind: str) -> PortableStore:
+    """Built on first use: the stores load the models, which ``@task`` must not need."""
+    from django_bourbon_jobs.store.portable import PortableStore
+    from django_bourbon_jobs.store.postgres import PostgresStore
+
+    return PostgresStore() if kind == "postgres" else PortableStore()

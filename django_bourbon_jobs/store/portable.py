@@ -138,5 +138,5 @@ def claim_params(
 
 def in_claim_order(jobs: list[Job]) -> list[Job]:
     """``RETURNING`` gives rows in no particular order: start them highest priority, then oldest, first."""
-    jobs.sort(key=lambda job: (-job.priority, job.run_after, job.id))
+    jobs.sort(key=lambda job: (-job.priority, job.due_at, job.id))
     return jobs

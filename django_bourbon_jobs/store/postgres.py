@@ -159,7 +159,7 @@ def _as_record(job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "return_value": job.return_value,
         "errors": job.errors,
-        "run_after": job.run_after.isoformat(),
+        "due_at": job.due_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "progress": job.progress,
     }

@@ -21,7 +21,7 @@ from django.tasks.signals import task_started
 
 from django_bourbon_jobs import log
 from django_bourbon_jobs.context import JobContext, ProgressReporter
-from django_bourbon_jobs.exceptions import InvalidReturnValue, JobCancelled, JobTimeout, UnknownTask
+from django_bourbon_jobs.exceptions import JobCancelled, JobTimeout, UnknownTask
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.results import load_task, to_task_result
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB, next_attempt_at, refund_delay
@@ -122,6 +122,8 @@ class Executor:
     cancel_flags: dict[Any, threading.Event] = field(default_factory=dict)
     started: dict[Any, TaskResult] = field(default_factory=dict)
     """The ``TaskResult`` each attempt's ``task_started`` carried, until its outcome is announced."""
+    raised: dict[Any, BaseException] = field(default_factory=dict)
+    """The exception each failed attempt ended with, until its outcome is announced (see ``announce``)."""
 
     def run(self, job: Job) -> Job:
         """Run ``job`` once and record its outcome on it (not yet saved)."""
@@ -163,11 +165,13 @@ class Executor:
         """Succeed with ``value``, or fail at once if it cannot be stored.
 
         Not retried: the attempt's side effects already happened, and another
-        attempt would most likely return the same value.
+        attempt would most likely return the same value. The error is what
+        Django's backends record for it (a ``TypeError`` for an unsupported type),
+        or whatever the value's own code raised while it was read.
         """
         try:
             stored = storable_return_value(value, job.task_path)
-        except InvalidReturnValue as exc:
+        except Exception as exc:  # noqa: BLE001  (a value that cannot be stored fails the job, not the worker)
             self.record_failure(job, task, exc, result=result, final=True)
         else:
             job.mark_succeeded(stored, self.now())
@@ -195,6 +199,7 @@ class Executor:
             exc.__cause__ = cause
             exc.__traceback__ = cause.__traceback__
         error = error_record(exc, worker_id=self.worker_id, attempt=job.attempts, at=now)
+        self.raised[job.pk] = exc
         retry_at = None
         if not final:
             retry_at = next_attempt_at(

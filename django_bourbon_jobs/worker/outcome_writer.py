@@ -63,7 +63,11 @@ class OutcomeWriter:
         self.written += len(settled)
         publish.publish_job_events(settled)
         for job in settled:
-            announce_outcome(job, started=self.pool.executor.started.pop(job.pk, None))
+            announce_outcome(
+                job,
+                started=self.pool.executor.started.pop(job.pk, None),
+                exception=self.pool.executor.raised.pop(job.pk, None),
+            )
         return len(settled)
 
     def _store(self, done: list[Job]) -> list[Job]:
@@ -100,12 +104,11 @@ class OutcomeWriter:
         """Replace an outcome the database keeps refusing with a failure that says why."""
         logger.error("worker %s: the outcome of job %s cannot be stored: %s", self.worker_id, job.pk, exc)
         now = self.now()
-        error = error_record(
-            OutcomeNotStored(f"The attempt's outcome could not be stored ({type(exc).__name__}: {exc})."),
-            worker_id=self.worker_id,
-            attempt=job.attempts,
-            at=now,
+        failure = OutcomeNotStored(
+            f"The attempt's outcome could not be stored ({type(exc).__name__}: {exc})."
         )
+        self.pool.executor.raised[job.pk] = failure
+        error = error_record(failure, worker_id=self.worker_id, attempt=job.attempts, at=now)
         job.errors = storable(job.errors)
         job.return_value = None
         job.progress = None

@@ -29,7 +29,7 @@ def main(count: int) -> None:
         session["_auth_user_hash"] = user.get_session_auth_hash()
         session.create()
         job = Job.objects.create(
-            task_path="tests.tasks.echo", run_after=later, enqueued_at=timezone.now(), dispatched_by=user
+            task_path="tests.tasks.echo", due_at=later, enqueued_at=timezone.now(), dispatched_by=user
         )
         people.append({"cookie": f"sessionid={session.session_key}", "job_id": str(job.pk)})
     print(json.dumps(people))

@@ -60,7 +60,7 @@ def test_every_answer_is_documented(operation: Any, mode: GenerationMode) -> Non
     jobs = {
         (name, status): Job.objects.create(
             task_path="tests.tasks.echo",
-            run_after=later if status == JobStatus.QUEUED else now,  # stays queued: no worker here
+            due_at=later if status == JobStatus.QUEUED else now,  # stays queued: no worker here
             enqueued_at=now,
             dispatched_by=user,
             status=status,
