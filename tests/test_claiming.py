@@ -4,6 +4,7 @@ The store contract for the worker: runs against the store of each database the
 suite runs on (``PostgresStore`` on PostgreSQL, ``PortableStore`` on SQLite).
 """
 
+import sys
 import threading
 import uuid
 from datetime import timedelta
@@ -13,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from django_bourbon_jobs import dispatch_async
+from django_bourbon_jobs.exceptions import WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.store import for_connection
@@ -222,7 +224,7 @@ def test_rescue_that_dead_letters_sends_task_finished():
     seen = []
 
     def receiver(sender, task_result, **kwargs):
-        seen.append((task_result.id, task_result.status))
+        seen.append((task_result.id, task_result.status, sys.exc_info()[1]))
 
     result = tasks.echo.enqueue(1)
     Job.objects.filter(pk=result.id).update(max_attempts=1)
@@ -232,7 +234,10 @@ def test_rescue_that_dead_letters_sends_task_finished():
         maintenance.rescue_expired_leases(timezone.now())
     finally:
         task_finished.disconnect(receiver)
-    assert seen == [(result.id, "FAILED")]
+    [(job_id, status, handled)] = seen
+    assert (job_id, status) == (result.id, "FAILED")
+    assert isinstance(handled, WorkerLost), "sent while the failure is handled, as Django's backends do"
+    assert "lease expired" in str(handled)
 
 
 def test_the_workers_statements_pass_through_djangos_execute_wrappers():

@@ -77,10 +77,16 @@ def _returned(job: Job) -> str:
 
 
 def announce_settled(jobs: list[Job]) -> None:
-    """Job events for live readers, then each job's retry or final outcome."""
+    """Job events for live readers, then each job's retry or final outcome.
+
+    A job failed for good is announced while its ``WorkerLost`` is handled, as any failure is.
+    """
     publish.publish_job_events(jobs)
     for job in jobs:
-        announce_outcome(job, "rescued" if job.status == JobStatus.QUEUED else None)
+        if job.status == JobStatus.QUEUED:
+            announce_outcome(job, "rescued")
+        else:
+            announce_outcome(job, exception=WorkerLost(job.errors[-1]["message"]) if job.errors else None)
 
 
 def rescue_expired_leases(now: datetime, using: str = "default") -> int:
