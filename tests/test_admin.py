@@ -235,6 +235,15 @@ def test_job_page_shows_payload_escaped_errors_timeline_worker_and_dispatcher(ad
     assert 'name="_save"' not in html  # read-only
 
 
+def test_job_page_timeline_shows_seconds(admin_client):
+    """Attempts a few seconds apart must not read as one moment."""
+    enqueued = timezone.now().replace(year=2026, month=5, day=4, hour=10, minute=0, second=7, microsecond=0)
+    job = failed_job(enqueued_at=enqueued, finished_at=enqueued + timedelta(seconds=12))
+    html = admin_client.get(reverse("admin:bourbon_jobs_job_change", args=[job.pk])).content.decode()
+    assert "2026-05-04 10:00:07 UTC</time> <strong>Enqueued" in html
+    assert "2026-05-04 10:00:19 UTC</time> <strong>Failed" in html
+
+
 def test_job_page_offers_cancel_for_a_queued_job(admin_client):
     job = make_job()
     html = admin_client.get(reverse("admin:bourbon_jobs_job_change", args=[job.pk])).content.decode()
