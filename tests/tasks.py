@@ -234,3 +234,14 @@ def hogs_memory(payload):
 @task(max_attempts=2)
 def naps_twice(payload):
     return naps.func(payload)
+
+
+@task
+def echo_later(payload):
+    """Dispatches ``echo`` with its payload: a job that queues another."""
+    return echo.enqueue(payload).id
+
+
+@task
+def returns_tuple(payload):
+    return (payload, payload)

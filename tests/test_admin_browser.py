@@ -14,9 +14,9 @@ from django.db import connection
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.admin.jobs import JobAdmin
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.testing import drain
 from tests import tasks
 from tests.browser import CHROMIUM, launch
-from tests.conftest import drain
 from tests.test_admin import failed_job, make_job
 
 pytestmark = pytest.mark.skipif(
@@ -120,6 +120,6 @@ def watch_the_dashboard_update(page: Any, expect: Any) -> None:
 def run_queue(queue_name: str) -> None:
     """A worker in its own thread: the test's thread runs Playwright's event loop, where the ORM may not."""
     try:
-        drain(queues=frozenset({queue_name}))
+        drain(queues=[queue_name])
     finally:
         connection.close()

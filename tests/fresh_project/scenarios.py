@@ -49,3 +49,19 @@ def test_a_malformed_or_unknown_id_is_a_json_404(client, job_id):
     response = client.get(f"{API}{job_id}/")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json" and "detail" in response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatched_job_runs_in_the_test_with_the_testing_helpers(client):
+    """docs/testing.md, on the test database Django gives a new SQLite project (in memory)."""
+    from django_bourbon_jobs import dispatch_async
+    from django_bourbon_jobs.testing import assert_dispatched, drain, run_immediately
+    from tests import tasks
+
+    result = dispatch_async(tasks.echo, {"n": 1})
+    assert assert_dispatched(tasks.echo, {"n": 1}).id == result.id
+    [ran] = drain()
+    assert (ran.id, ran.return_value) == (result.id, {"n": 1})
+    with run_immediately():
+        reply = client.post(API, {"task": "echo", "payload": {"n": 2}}, format="json")
+    assert client.get(reply.json()["status_url"]).json()["result"] == {"n": 2}
