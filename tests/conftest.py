@@ -234,3 +234,15 @@ def bob(db: None) -> Any:
     from tests.factories import make_user
 
     return make_user("bob")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """A browser test skipped for want of chromium is said out loud at the end, not only in ``-ra``'s list."""
+    from tests.browser import MISSING
+
+    skipped = [
+        report for report in terminalreporter.stats.get("skipped", []) if MISSING in str(report.longrepr)
+    ]
+    if skipped:
+        terminalreporter.section("browser tests NOT run", sep="!", yellow=True, bold=True)
+        terminalreporter.line(f"{len(skipped)} skipped: {MISSING}", yellow=True, bold=True)
