@@ -22,11 +22,8 @@ from django_bourbon_jobs.events.sse import as_sse
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.testing import drain
 from tests.conftest import RedisServer, needs_redis_server, redis_settings, wait_until
-from tests.factories import dispatched_id
+from tests.factories import API, dispatched_id
 from tests.streams import EventReader, Uvicorn
-
-API = "/api/jobs/"
-
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the streams read on threads of their own
 
