@@ -2,14 +2,14 @@
 
 bourbon_jobs.E001  BOURBON_JOBS is not a dict, or has an unknown key
 bourbon_jobs.E002  a BOURBON_JOBS value is invalid (the message names the key)
-bourbon_jobs.E003  STATUS_URL_NAME does not reverse with a ``job_id``
+bourbon_jobs.E003  STATUS_URL_NAME does not reverse with a ``job_id`` (or ``pk``)
 bourbon_jobs.E004  the jobs database is neither PostgreSQL nor SQLite
 bourbon_jobs.E005  DatabaseBackend is configured but the app is not installed (from the backend)
 bourbon_jobs.E006  the backend has unknown OPTIONS (from the backend)
 bourbon_jobs.E007  the backend's OPTIONS["REDIS"] names no django-redis cache (from the backend)
 bourbon_jobs.E008  an API_TASKS entry does not import to a Task
 bourbon_jobs.E009  the jobs database is PostgreSQL through psycopg 2 (psycopg 3 is required)
-bourbon_jobs.W001  the middleware is installed but STATUS_URL_NAME is not set
+bourbon_jobs.W001  the middleware is installed, STATUS_URL_NAME is not set and the API is not mounted
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.db import router
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 
 from django_bourbon_jobs import conf
+from django_bourbon_jobs.status_urls import api_status_path, reverse_job_url
 
 MIDDLEWARE_PATH = "django_bourbon_jobs.middleware.AsyncDispatchMiddleware"
 SUPPORTED_VENDORS = {"postgresql", "sqlite"}
+SAMPLE_JOB_ID = "00000000-0000-0000-0000-000000000000"
 
 
 @checks.register()
@@ -38,29 +40,37 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 @checks.register(checks.Tags.urls)
 def check_status_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     raw = getattr(settings, "BOURBON_JOBS", {})
-    name = raw.get("STATUS_URL_NAME") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return []  # bourbon_jobs.E001 says so
+    name = raw.get("STATUS_URL_NAME")
     if not name:
-        if MIDDLEWARE_PATH in settings.MIDDLEWARE:
-            return [
-                checks.Warning(
-                    "AsyncDispatchMiddleware is installed but BOURBON_JOBS['STATUS_URL_NAME'] is not set, "
-                    "so dispatch_async_json() replies carry no status_url.",
-                    hint="Set it to the name of a URL that takes a job_id argument.",
-                    id="bourbon_jobs.W001",
-                )
-            ]
-        return []
+        return _check_api_fallback()
     try:
-        reverse(name, kwargs={"job_id": "00000000-0000-0000-0000-000000000000"})
+        reverse_job_url(name, SAMPLE_JOB_ID)
     except NoReverseMatch:
         return [
             checks.Error(
                 f"BOURBON_JOBS['STATUS_URL_NAME'] is {name!r}, "
-                "which does not reverse with a job_id argument.",
+                "which does not reverse with a job_id (or pk) argument.",
                 id="bourbon_jobs.E003",
             )
         ]
     return []
+
+
+def _check_api_fallback() -> list[checks.CheckMessage]:
+    """bourbon_jobs.W001: replies would carry no status_url (no STATUS_URL_NAME and no API mounted)."""
+    if MIDDLEWARE_PATH not in settings.MIDDLEWARE or api_status_path(SAMPLE_JOB_ID) is not None:
+        return []
+    return [
+        checks.Warning(
+            "AsyncDispatchMiddleware is installed but BOURBON_JOBS['STATUS_URL_NAME'] is not set "
+            "and the jobs API is not mounted, so dispatch_async_json() replies carry no status_url.",
+            hint="Set it to the name of a URL that takes a job_id (or pk) argument, "
+            "or include django_bourbon_jobs.api.urls.",
+            id="bourbon_jobs.W001",
+        )
+    ]
 
 
 @checks.register(checks.Tags.database)

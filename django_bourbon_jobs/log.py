@@ -1,7 +1,12 @@
-"""One structured log line per job state change, on the ``django_bourbon_jobs`` logger.
+"""One log line per job state change, between Django's ``django.tasks`` logger and ours.
 
-Each record carries ``job_id``, ``task``, ``queue``, ``status`` and ``attempt`` as
-``extra`` fields, so JSON formatters and error trackers can index them.
+Django's log receivers already report each enqueue (DEBUG), each attempt's start and a
+success (INFO) on ``django.tasks``: ours does not say those again, so no change is printed
+twice. The ``django_bourbon_jobs`` logger reports what Django has no words for (a retry, a
+rescue, a cancel, a retry asked for by hand) and a failure with its reason. Each record
+carries ``job_id``, ``task``, ``queue``, ``status``, ``attempt`` and ``event`` as ``extra``
+fields, so JSON formatters and error trackers can index them; ``retrying`` and ``failed``
+add ``exception_class`` and ``error`` (its message), the last attempt's error.
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_bourbon_jobs")
 
 _LEVELS = {"failed": logging.ERROR, "retrying": logging.WARNING, "rescued": logging.WARNING}
+SAID_BY_DJANGO = frozenset({"queued", "running", "succeeded"})
+"""Events Django's receivers log on ``django.tasks`` (enqueued, RUNNING, SUCCESSFUL)."""
+WITH_REASON = frozenset({"retrying", "failed", "rescued"})
 
 
 def job_event(job: Job, event: str, **extra: Any) -> None:
     level = _LEVELS.get(event, logging.INFO)
-    if not logger.isEnabledFor(level):
+    if event in SAID_BY_DJANGO or not logger.isEnabledFor(level):
         return
+    if event in WITH_REASON and job.errors:
+        last = job.errors[-1]
+        extra = {"exception_class": last.get("exception_class_path"), "error": last.get("message"), **extra}
     fields = {
         "job_id": str(job.id),
         "task": job.task_path,
@@ -30,5 +41,11 @@ def job_event(job: Job, event: str, **extra: Any) -> None:
         "event": event,
         **extra,
     }
-    detail = " ".join(f"{key}={value}" for key, value in fields.items())
+    detail = " ".join(f"{key}={_shown(value)}" for key, value in fields.items())
     logger.log(level, "job %s", detail, extra=fields)
+
+
+def _shown(value: Any) -> str:
+    """A value as the line shows it: quoted when it holds spaces, so the line still splits on them."""
+    text = str(value)
+    return repr(text) if any(char.isspace() for char in text) else text

@@ -17,7 +17,6 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult
 from django.tasks.exceptions import TaskResultDoesNotExist
-from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.http import urlencode
 
@@ -25,6 +24,7 @@ from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.dispatch import dispatch_async, get_result
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.permissions import can_view_all
+from django_bourbon_jobs.status_urls import api_status_path, reverse_job_url
 
 TOKEN_SALT = "django_bourbon_jobs.status"
 
@@ -35,17 +35,21 @@ def status_token(job_id: str) -> str:
 
 
 def status_url(request: HttpRequest, job_id: str) -> str | None:
-    """Absolute URL of the project's job status view, when ``STATUS_URL_NAME`` names one.
+    """Absolute URL where the caller can read the job, or ``None`` when there is none.
 
-    For an anonymous request it carries the job's status token, the only way back to the job.
+    ``STATUS_URL_NAME``'s view, with the job's status token for an anonymous request (the only
+    way back to the job); unset, the API's status route when the project mounts the API. The API
+    answers signed-in users only, so an anonymous request gets no URL from it.
     """
     name = get_settings().STATUS_URL_NAME
-    if not name:
-        return None
-    url = reverse(name, kwargs={"job_id": job_id})
-    if not getattr(getattr(request, "user", None), "is_authenticated", False):
-        url += "?" + urlencode({"token": status_token(job_id)})
-    return request.build_absolute_uri(url)
+    anonymous = not getattr(getattr(request, "user", None), "is_authenticated", False)
+    if name:
+        url = reverse_job_url(name, job_id)
+        if anonymous:
+            url += "?" + urlencode({"token": status_token(job_id)})
+        return request.build_absolute_uri(url)
+    path = None if anonymous else api_status_path(job_id)
+    return request.build_absolute_uri(path) if path else None
 
 
 def may_read(request: HttpRequest, job_id: str) -> bool:

@@ -4,10 +4,12 @@ Never a downloaded browser: Playwright drives ``/usr/bin/chromium``; the flags k
 it from reaching for the network this machine does not have.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("BOURBON_TEST_CHROMIUM", "/usr/bin/chromium"))
+MISSING = f"{CHROMIUM} is missing: the browser tests did not run (apt-get install chromium)"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

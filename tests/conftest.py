@@ -37,7 +37,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, message: 
 
 
 def drain(**options: object) -> WorkerProcess:
-    """Run a worker in this process until nothing is due."""
+    """Run a worker in this process until nothing is due, with any ``WorkerConfig`` option; return it.
+
+    For the worker's own tests, which set its options and look at it afterwards; other tests
+    use the users' helper, ``django_bourbon_jobs.testing.drain``.
+    """
     worker = WorkerProcess(WorkerConfig(burst=True, **options))  # type: ignore[arg-type]
     worker.run()
     return worker
@@ -215,3 +219,30 @@ def fresh_stream_slots(monkeypatch: pytest.MonkeyPatch) -> None:
     from django_bourbon_jobs.events import sse
 
     monkeypatch.setattr(sse, "slots", sse.StreamSlots())
+
+
+@pytest.fixture
+def alice(db: None) -> Any:
+    """A user with no job permission (in a transactional test, its database is transactional)."""
+    from tests.factories import make_user
+
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(db: None) -> Any:
+    from tests.factories import make_user
+
+    return make_user("bob")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """A browser test skipped for want of chromium is said out loud at the end, not only in ``-ra``'s list."""
+    from tests.browser import MISSING
+
+    skipped = [
+        report for report in terminalreporter.stats.get("skipped", []) if MISSING in str(report.longrepr)
+    ]
+    if skipped:
+        terminalreporter.section("browser tests NOT run", sep="!", yellow=True, bold=True)
+        terminalreporter.line(f"{len(skipped)} skipped: {MISSING}", yellow=True, bold=True)

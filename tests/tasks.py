@@ -240,3 +240,14 @@ def naps_twice(payload):
 def returns_bytes_and_tuples(payload):
     """What Django normalises on the way out: UTF-8 bytes to text, tuples to lists."""
     return {"text": b"caf\xc3\xa9", "pair": (1, (2, 3))}
+
+
+@task
+def echo_later(payload):
+    """Dispatches ``echo`` with its payload: a job that queues another."""
+    return echo.enqueue(payload).id
+
+
+@task
+def returns_tuple(payload):
+    return (payload, payload)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from django_bourbon_jobs.admin import paginator
 from django_bourbon_jobs.models import Job, JobStatus, Worker
+from tests.factories import failed_job, make_job, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -24,48 +24,9 @@ FAILURES = reverse("admin:bourbon_jobs_job_failures")
 DASHBOARD = reverse("admin:bourbon_jobs_job_dashboard")
 WORKERS = reverse("admin:bourbon_jobs_worker_changelist")
 
-TRACEBACK = 'Traceback (most recent call last):\n  File "shop/tasks.py", line 9\n{exception}: {message}\n'
-
-
-def make_job(**fields: Any) -> Job:
-    now = timezone.now()
-    values: dict[str, Any] = {"task_path": "shop.tasks.sync", "run_after": now, "enqueued_at": now, **fields}
-    return Job.objects.create(**values)
-
-
-def error(exception: str = "builtins.ValueError", message: str = "bad input", attempt: int = 1) -> dict:
-    return {
-        "exception_class_path": exception,
-        "message": message,
-        "traceback": TRACEBACK.format(exception=exception, message=message),
-        "worker_id": "host-1-abc",
-        "attempt": attempt,
-        "at": timezone.now().isoformat(),
-    }
-
-
-def failed_job(exception: str = "builtins.ValueError", message: str = "bad input", **fields: Any) -> Job:
-    now = timezone.now()
-    values = {
-        "status": JobStatus.FAILED,
-        "attempts": 2,
-        "max_attempts": 2,
-        "started_at": now - timedelta(seconds=3),
-        "last_attempted_at": now - timedelta(seconds=1),
-        "finished_at": now,
-        "worker_id": "host-1-abc",
-        "errors": [error("builtins.OSError", "first try", 1), error(exception, message, 2)],
-        **fields,
-    }
-    return make_job(**values)
-
 
 def staff(django_user_model, *codenames: str):
-    user = django_user_model.objects.create_user("support", password="pw", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="bourbon_jobs", codename__in=codenames)
-    )
-    return user
+    return make_user("support", *codenames, password="pw", is_staff=True)
 
 
 def action(client, url: str, name: str, jobs=(), select_across: bool = False, **extra: str):
@@ -233,6 +194,15 @@ def test_job_page_shows_payload_escaped_errors_timeline_worker_and_dispatcher(ad
     assert reverse("admin:bourbon_jobs_job_retry", args=[job.pk]) in html
     assert reverse("admin:bourbon_jobs_job_cancel", args=[job.pk]) not in html  # only queued jobs cancel
     assert 'name="_save"' not in html  # read-only
+
+
+def test_job_page_timeline_shows_seconds(admin_client):
+    """Attempts a few seconds apart must not read as one moment."""
+    enqueued = timezone.now().replace(year=2026, month=5, day=4, hour=10, minute=0, second=7, microsecond=0)
+    job = failed_job(enqueued_at=enqueued, finished_at=enqueued + timedelta(seconds=12))
+    html = admin_client.get(reverse("admin:bourbon_jobs_job_change", args=[job.pk])).content.decode()
+    assert "2026-05-04 10:00:07 UTC</time> <strong>Enqueued" in html
+    assert "2026-05-04 10:00:19 UTC</time> <strong>Failed" in html
 
 
 def test_job_page_offers_cancel_for_a_queued_job(admin_client):

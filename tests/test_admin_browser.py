@@ -14,23 +14,21 @@ from django.db import connection
 from django_bourbon_jobs import dispatch_async
 from django_bourbon_jobs.admin.jobs import JobAdmin
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.testing import drain
 from tests import tasks
-from tests.browser import CHROMIUM, launch
-from tests.conftest import drain
-from tests.test_admin import failed_job, make_job
+from tests.browser import CHROMIUM, MISSING, launch
+from tests.factories import failed_job, make_job
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install -y chromium)"
-)
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
 
 
 @contextmanager
-def chromium_page(base_url: str) -> Iterator[Any]:
+def chromium_page(base_url: str, width: int = 1280) -> Iterator[Any]:
     """A headless chromium page; no ORM call may run inside (Playwright keeps an event loop here)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
-        page = browser.new_page(base_url=base_url)
+        page = browser.new_page(base_url=base_url, viewport={"width": width, "height": 900})
         page.set_default_timeout(15_000)
         try:
             yield page
@@ -120,6 +118,40 @@ def watch_the_dashboard_update(page: Any, expect: Any) -> None:
 def run_queue(queue_name: str) -> None:
     """A worker in its own thread: the test's thread runs Playwright's event loop, where the ORM may not."""
     try:
-        drain(queues=frozenset({queue_name}))
+        drain(queues=[queue_name])
     finally:
         connection.close()
+
+
+LISTS = {
+    "/admin/bourbon_jobs/job/": ["attempts", "enqueued", "duration"],
+    "/admin/bourbon_jobs/job/failures/": ["exception", "last error", "attempts", "finished"],
+}
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_every_column_of_the_job_lists_is_on_screen(live_server, transactional_db, operator, width):
+    """Beside the admin's navigation and filters, with long task paths and messages, nothing is cut off."""
+    for n in range(3):
+        failed_job(
+            task_path=f"shop.tasks.synchronise_inventory_with_the_warehouse_{n}",
+            queue_name="inventory-sync",
+            exception="shop.integrations.warehouse.errors.WarehouseUnavailable",
+            message="The warehouse API answered 503 Service Unavailable after 30 seconds " * 3,
+        )
+        make_job(task_path=f"shop.tasks.send_order_confirmation_email_{n}", status=JobStatus.SUCCEEDED)
+    with chromium_page(live_server.url, width) as page:
+        log_in(page, *operator)
+        for url, wanted in LISTS.items():
+            page.goto(url)
+            visible_right = page.evaluate(
+                "document.querySelector('#changelist-form .results').getBoundingClientRect().right"
+            )
+            headers = page.eval_on_selector_all(
+                "#result_list thead th",
+                "cs => cs.map(c => [c.innerText.trim().toLowerCase(), c.getBoundingClientRect().right])",
+            )
+            names = [name for name, _ in headers]
+            assert all(name in names for name in wanted), (url, names)
+            cut = [name for name, right in headers if right > visible_right + 1]
+            assert cut == [], f"{url} at {width} px: {cut} past the right edge ({visible_right:.0f} px)"

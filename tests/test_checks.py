@@ -55,8 +55,21 @@ def test_broken_settings_also_raise_when_used():
     assert get_settings().BATCH_SIZE == 32
 
 
-def test_middleware_without_status_url_warns():
-    assert ids(BOURBON_JOBS={}) == ["bourbon_jobs.W001"]
+def test_middleware_without_status_url_or_api_warns():
+    assert ids(BOURBON_JOBS={}, ROOT_URLCONF="tests.urls_without_api") == ["bourbon_jobs.W001"]
+
+
+def test_mounted_api_is_the_status_url_when_none_is_named():
+    """tests.urls mounts the API, so replies point at its status route: nothing to warn about."""
+    assert ids(BOURBON_JOBS={}) == []
+
+
+def test_status_url_name_may_be_the_apis_own_route():
+    assert ids(BOURBON_JOBS={"STATUS_URL_NAME": "bourbon_jobs_api:job-detail"}) == []
+
+
+def test_settings_that_are_not_a_dict_are_reported_once():
+    assert ids(BOURBON_JOBS="oops") == ["bourbon_jobs.E001"]
 
 
 def test_backend_without_the_app_installed_is_an_error():

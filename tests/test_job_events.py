@@ -25,6 +25,7 @@ from django_bourbon_jobs.events.subscribe import JobEvents
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.operations import request_cancel
 from tests.conftest import RedisServer, needs_redis_server, redis_settings, wait_until
+from tests.factories import make_job
 from tests.test_admin import FAILURES, JOBS, action
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,11 +35,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def no_outage_yet(monkeypatch: pytest.MonkeyPatch) -> None:
     """Outages are remembered per process (logged once); each test starts with none."""
     monkeypatch.setattr(redis_channels, "outages", redis_channels.Outages())
-
-
-def make_job(**fields: Any) -> Job:
-    now = timezone.now()
-    return Job.objects.create(task_path="tests.tasks.echo", run_after=now, enqueued_at=now, **fields)
 
 
 def waits_for_seconds(events: JobEvents, seconds: float) -> list[bool]:

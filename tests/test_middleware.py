@@ -30,12 +30,38 @@ def test_dispatch_async_json_answers_202_with_location(client):
     assert Job.objects.get(pk=body["job_id"]).args == [{"video": 7}]
 
 
-@override_settings(BOURBON_JOBS={})
-def test_without_a_status_url_name_the_reply_has_no_location(client):
+@override_settings(BOURBON_JOBS={}, ROOT_URLCONF="tests.urls_without_api")
+def test_without_a_status_url_name_or_the_api_the_reply_has_no_location(client):
     response = client.post("/process/", "{}", content_type="application/json")
     assert response.status_code == 202
     assert response.json()["status_url"] is None
     assert "Location" not in response
+
+
+@override_settings(BOURBON_JOBS={})
+def test_without_a_status_url_name_the_reply_points_at_the_mounted_api(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("ada"))
+    response = client.post("/process/", "{}", content_type="application/json")
+    body = response.json()
+    assert body["status_url"] == f"http://testserver/api/jobs/{body['job_id']}/"
+    assert response["Location"] == body["status_url"]
+    assert client.get(body["status_url"]).json()["status"] == "queued"
+
+
+@override_settings(BOURBON_JOBS={})
+def test_an_anonymous_caller_gets_no_api_url_it_could_not_read(client):
+    """The API answers signed-in users only; the status token is honoured by views of the project's own."""
+    body = client.post("/process/", "{}", content_type="application/json").json()
+    assert body["status_url"] is None
+    assert client.get(f"/api/jobs/{body['job_id']}/").status_code in (401, 403)
+
+
+@override_settings(BOURBON_JOBS={"STATUS_URL_NAME": "bourbon_jobs_api:job-detail"})
+def test_status_url_name_may_name_the_apis_route(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("ada"))
+    body = client.post("/process/", "{}", content_type="application/json").json()
+    assert body["status_url"] == f"http://testserver/api/jobs/{body['job_id']}/"
+    assert client.get(body["status_url"]).json()["job_id"] == body["job_id"]
 
 
 def test_status_view_reads_the_result_through_the_status_url(client):

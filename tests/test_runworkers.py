@@ -230,3 +230,44 @@ def test_idle_workers_wake_on_notify_not_on_the_poll_interval(runworkers):
         assert (job.started_at - job.enqueued_at).total_seconds() < 5
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0, proc.output()
+
+
+def test_without_logging_settings_it_says_what_it_does(runworkers):
+    """A banner, each retry and failure with its reason, one line per change, and a last line."""
+    tasks.echo.enqueue(1)
+    failing = tasks.always_fails.enqueue(None)
+    proc = runworkers("--processes", "1", "--burst", DJANGO_SETTINGS_MODULE="tests.settings_nolog")
+    assert proc.wait(60) == 0, proc.output()
+    lines = proc.output().splitlines()
+    vendor = connection.vendor
+    assert lines[0].startswith(
+        f"django-bourbon-jobs 0.1.0: 1 process x 1 thread, database 'default' ({vendor} "
+    )
+    assert "queues: every queue; --burst" in lines[0]
+    retrying = [line for line in lines if "event=retrying" in line]
+    assert len(retrying) == 1 and f"job_id={failing.id}" in retrying[0]
+    assert "WARNING" in retrying[0] and "exception_class=builtins.ValueError" in retrying[0]
+    assert "error='this job always fails'" in retrying[0]
+    failed = [line for line in lines if "event=failed" in line]
+    assert len(failed) == 1 and "ERROR" in failed[0] and "exception_class=builtins.ValueError" in failed[0]
+    assert not [line for line in lines if "INFO" in line], "-v 1 shows warnings and errors only"
+    assert lines[-1].startswith("runworkers stopped after ")
+
+
+def test_at_verbosity_2_each_start_and_end_is_one_line(runworkers):
+    result = tasks.echo.enqueue(1)
+    proc = runworkers("--processes", "1", "--burst", "-v", "2", DJANGO_SETTINGS_MODULE="tests.settings_nolog")
+    assert proc.wait(60) == 0, proc.output()
+    about_the_job = [line for line in proc.output().splitlines() if result.id in line]
+    assert len(about_the_job) == 2, about_the_job
+    assert "state=RUNNING" in about_the_job[0] and "state=SUCCESSFUL" in about_the_job[1]
+
+
+def test_at_verbosity_2_a_failure_is_one_line_too(runworkers):
+    failing = tasks.fails_now.enqueue(None)
+    proc = runworkers("--processes", "1", "--burst", "-v", "2", DJANGO_SETTINGS_MODULE="tests.settings_nolog")
+    assert proc.wait(60) == 0, proc.output()
+    about_the_job = [line for line in proc.output().splitlines() if failing.id in line]
+    assert len(about_the_job) == 2, about_the_job
+    assert "state=RUNNING" in about_the_job[0]
+    assert "event=failed" in about_the_job[1] and "error='permanent problem'" in about_the_job[1]

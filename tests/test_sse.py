@@ -20,10 +20,12 @@ from django_bourbon_jobs.api.views import JobViewSet
 from django_bourbon_jobs.events import redis_channels
 from django_bourbon_jobs.events.sse import as_sse
 from django_bourbon_jobs.models import Job
-from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings, wait_until
+from django_bourbon_jobs.testing import drain
+from tests.conftest import RedisServer, needs_redis_server, redis_settings, wait_until
+from tests.factories import API, dispatched_id
 from tests.streams import EventReader, Uvicorn
 
-API = "/api/jobs/"
+pytestmark = pytest.mark.django_db(transaction=True)  # the streams read on threads of their own
 
 
 @pytest.fixture
@@ -32,23 +34,10 @@ def fast_stream(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "PROGRESS_INTERVAL": 0.01}
 
 
-@pytest.fixture
-def alice(transactional_db: None) -> User:
-    return User.objects.create_user("alice")
-
-
 def session_cookie(user: User) -> str:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
-
-
-def dispatch(user: User, task: str, payload: Any) -> str:
-    client = APIClient()
-    client.force_authenticate(user)
-    response = client.post(API, {"task": task, "payload": payload}, format="json")
-    assert response.status_code == 202, response.content
-    return str(response.json()["job_id"])
 
 
 def start_worker() -> threading.Thread:
@@ -66,7 +55,7 @@ def start_worker() -> threading.Thread:
 def test_events_follow_a_job_to_the_end_and_a_reconnect_misses_nothing(
     live_server: Any, alice: User, tmp_path: Path, fast_stream: None
 ) -> None:
-    job_id = dispatch(alice, "progress_steps", {"dir": str(tmp_path), "steps": 2})
+    job_id = dispatched_id(alice, task="progress_steps", payload={"dir": str(tmp_path), "steps": 2})
     cookie = session_cookie(alice)
     reader = EventReader(live_server.url, f"{API}{job_id}/events/", cookie)
     assert reader.response.status == 200
@@ -118,7 +107,7 @@ def test_under_asgi_each_event_is_sent_as_it_happens(alice: User) -> None:
     """Django would otherwise read the whole (synchronous) stream before sending any of it."""
     server = Uvicorn()
     try:
-        job_id = dispatch(alice, "echo", "over asgi")
+        job_id = dispatched_id(alice, task="echo", payload="over asgi")
         reader = EventReader(server.url, f"{API}{job_id}/events/", session_cookie(alice))
         assert reader.response.getheader("Content-Type").startswith("text/event-stream")
         queued = reader.next_event()
@@ -143,7 +132,7 @@ def test_under_asgi_a_client_that_leaves_gives_up_its_subscription(
     server = Uvicorn(DJANGO_SETTINGS_MODULE="tests.settings_redis", BOURBON_TEST_REDIS_URL=redis_server.url)
     try:
         with redis_settings(redis_server):
-            job_id = dispatch(alice, "echo", "left early")
+            job_id = dispatched_id(alice, task="echo", payload="left early")
             channel = redis_channels.job_channel(job_id)
             reader = EventReader(server.url, f"{API}{job_id}/events/", session_cookie(alice))
             queued = reader.next_event()
@@ -161,7 +150,7 @@ def test_heartbeats_keep_an_idle_stream_alive_until_its_time_is_up(
 ) -> None:
     monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 0.1)
     monkeypatch.setattr(JobViewSet, "stream_max_seconds", 0.6)
-    job_id = dispatch(alice, "echo", None)
+    job_id = dispatched_id(alice, task="echo", payload=None)
     Job.objects.filter(pk=job_id).update(due_at=timezone.now() + timezone.timedelta(hours=1))
     reader = EventReader(live_server.url, f"{API}{job_id}/events/", session_cookie(alice))
     blocks = list(reader.blocks())  # ends on its own after stream_max_seconds
@@ -213,7 +202,7 @@ def test_a_job_removed_mid_stream_ends_it(alice: User) -> None:
 
 def test_errors_are_one_error_event(alice: User) -> None:
     bob = User.objects.create_user("bob")
-    job_id = dispatch(alice, "echo", None)
+    job_id = dispatched_id(alice, task="echo", payload=None)
     client = APIClient()
     client.force_authenticate(bob)
     response = client.get(f"{API}{job_id}/events/", HTTP_ACCEPT="text/event-stream")
@@ -226,7 +215,7 @@ def test_errors_are_one_error_event(alice: User) -> None:
 
 def test_cooperative_cancel_through_the_api(alice: User, tmp_path: Path, fast_stream: None) -> None:
     started = tmp_path / "started"
-    job_id = dispatch(alice, "stops_when_asked", {"started": str(started)})
+    job_id = dispatched_id(alice, task="stops_when_asked", payload={"started": str(started)})
     worker = start_worker()
     wait_until(started.exists, message="the job to start")
     client = APIClient()
@@ -251,7 +240,7 @@ def test_with_redis_changes_arrive_by_pub_sub_not_by_polling(
     monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 60.0)
     with redis_settings(redis_server):
         cookie = session_cookie(alice)
-        ran = dispatch(alice, "echo", None)
+        ran = dispatched_id(alice, task="echo", payload=None)
         reader = EventReader(live_server.url, f"{API}{ran}/events/", cookie, timeout=10)
         assert status_of(reader.next_event()) == "queued"
         worker = start_worker()
@@ -259,7 +248,7 @@ def test_with_redis_changes_arrive_by_pub_sub_not_by_polling(
         worker.join(10)
         assert statuses[-1] == "succeeded", statuses
 
-        cancelled = dispatch(alice, "echo", None)
+        cancelled = dispatched_id(alice, task="echo", payload=None)
         reader = EventReader(live_server.url, f"{API}{cancelled}/events/", cookie, timeout=10)
         assert status_of(reader.next_event()) == "queued"
         client = APIClient()
@@ -282,7 +271,7 @@ def test_redis_stopped_mid_stream_means_polling_then_pub_sub_again(
     monkeypatch.setattr(redis_channels, "outages", redis_channels.Outages())
     monkeypatch.setattr(JobViewSet, "stream_heartbeat_interval", 60.0)
     with redis_settings(redis_server):
-        job_id = dispatch(alice, "progress_steps", {"dir": str(tmp_path), "steps": 2})
+        job_id = dispatched_id(alice, task="progress_steps", payload={"dir": str(tmp_path), "steps": 2})
         reader = EventReader(live_server.url, f"{API}{job_id}/events/", session_cookie(alice), timeout=10)
         assert status_of(reader.next_event()) == "queued"
         channel = redis_channels.job_channel(job_id)

@@ -13,8 +13,9 @@ from django.urls import reverse
 from django_bourbon_jobs.api.views import JobViewSet
 from django_bourbon_jobs.events import sse
 from tests.conftest import wait_until
+from tests.factories import API, dispatched_id, make_user
 from tests.streams import EventReader
-from tests.test_sse import API, dispatch, session_cookie
+from tests.test_sse import session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +31,8 @@ def limits(**values: Any) -> Any:
 
 
 @pytest.fixture
-def bob(django_user_model: Any) -> User:
-    return django_user_model.objects.create_user("bob")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def carol(django_user_model: Any) -> User:
-    return django_user_model.objects.create_user("carol")  # type: ignore[no-any-return]
+def carol(db: None) -> User:
+    return make_user("carol")
 
 
 def stream(live_server: Any, user: User, job_id: str) -> EventReader:
@@ -55,12 +51,12 @@ def refused(reader: EventReader) -> dict[str, Any]:
 def test_one_users_open_streams_are_capped_and_a_closed_one_gives_its_slot_back(
     live_server: Any, bob: User, carol: User
 ) -> None:
-    job = dispatch(bob, "echo", "x")
+    job = dispatched_id(bob, task="echo", payload="x")
     with limits(STREAMS_PER_USER=2):
         first, second = stream(live_server, bob, job), stream(live_server, bob, job)
         assert [first.next_event()["event"], second.next_event()["event"]] == ["status", "status"]  # type: ignore[index]
         assert "You have 2 event streams open already" in refused(stream(live_server, bob, job))["detail"]
-        other = stream(live_server, carol, dispatch(carol, "echo", "y"))
+        other = stream(live_server, carol, dispatched_id(carol, task="echo", payload="y"))
         assert other.response.status == 200, "the cap is per user"
         other.close()
         first.close()
@@ -75,12 +71,12 @@ def test_one_users_open_streams_are_capped_and_a_closed_one_gives_its_slot_back(
 def test_a_process_holds_at_most_its_cap_of_streams(live_server: Any, bob: User, carol: User) -> None:
     with limits(STREAMS_PER_PROCESS=2):
         held = [
-            stream(live_server, bob, dispatch(bob, "echo", 1)),
-            stream(live_server, carol, dispatch(carol, "echo", 2)),
+            stream(live_server, bob, dispatched_id(bob, task="echo", payload=1)),
+            stream(live_server, carol, dispatched_id(carol, task="echo", payload=2)),
         ]
         assert (
             "as many event streams open as it allows"
-            in refused(stream(live_server, bob, dispatch(bob, "echo", 3)))["detail"]
+            in refused(stream(live_server, bob, dispatched_id(bob, task="echo", payload=3)))["detail"]
         )
         for reader in held:
             reader.close()
@@ -88,7 +84,7 @@ def test_a_process_holds_at_most_its_cap_of_streams(live_server: Any, bob: User,
 
 
 def test_opening_streams_is_throttled(live_server: Any, bob: User) -> None:
-    job = dispatch(bob, "echo", "x")
+    job = dispatched_id(bob, task="echo", payload="x")
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "bourbon_jobs.stream": "2/minute"}
     with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}):
         for _ in range(2):

@@ -19,6 +19,7 @@ from django_bourbon_jobs.callbacks import check_callback_url, host_allowed
 from django_bourbon_jobs.exceptions import InvalidCallbackURL
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.signals import job_finished
+from django_bourbon_jobs.testing import drain
 from django_bourbon_jobs.webhooks import (
     NOT_DELIVERED,
     SIGNATURE_HEADER,
@@ -27,7 +28,8 @@ from django_bourbon_jobs.webhooks import (
     verify_signature,
 )
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import wait_until
+from tests.factories import dispatched_id
 
 SECRET = "tests-webhook-secret"
 DELIVERY = deliver_webhook.module_path  # type: ignore[attr-defined]
@@ -66,6 +68,9 @@ class Receiver:
         self.server.server_close()
 
 
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
 @pytest.fixture(autouse=True)
 def webhooks_connected() -> None:
     """Some tests clear job_finished's receivers; connecting again with the same uid is a no-op."""
@@ -81,21 +86,14 @@ def receiver(settings: Any) -> Iterator[Receiver]:
     server.close()
 
 
-@pytest.fixture
-def alice(transactional_db: None) -> User:
-    return User.objects.create_user("alice")
-
-
-def dispatch(user: User, **body: Any) -> str:
-    client = APIClient()
-    client.force_authenticate(user)
-    response = client.post("/api/jobs/", {"task": "echo", "payload": {"n": 1}, **body}, format="json")
-    assert response.status_code == 202, response.content
-    return str(response.json()["job_id"])
-
-
 def delivery() -> Job | None:
     return Job.objects.filter(task_path=DELIVERY).first()
+
+
+def delivery_errors_after_drain() -> list[Any]:
+    drain()
+    job = delivery()
+    return job.errors if job is not None else []
 
 
 def run_until_delivered() -> Job:
@@ -217,7 +215,7 @@ def test_signature_round_trip_and_tampering() -> None:
 
 
 def test_a_succeeded_job_is_delivered_signed(alice: User, receiver: Receiver) -> None:
-    job_id = dispatch(alice, callback_url=receiver.url)
+    job_id = dispatched_id(alice, callback_url=receiver.url)
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.SUCCEEDED
     assert delivered.attempts == 1
@@ -246,7 +244,7 @@ def test_a_succeeded_job_is_delivered_signed(alice: User, receiver: Receiver) ->
 
 
 def test_a_failed_job_is_delivered_with_its_errors(alice: User, receiver: Receiver) -> None:
-    dispatch(alice, task="always_fails", callback_url=receiver.url)
+    dispatched_id(alice, task="always_fails", callback_url=receiver.url)
     run_until_delivered()
     [request] = receiver.requests
     body = json.loads(request["body"])
@@ -258,7 +256,7 @@ def test_a_failed_job_is_delivered_with_its_errors(alice: User, receiver: Receiv
 
 def test_a_failing_receiver_is_retried(alice: User, receiver: Receiver) -> None:
     receiver.statuses = [500, 503]
-    dispatch(alice, callback_url=receiver.url)
+    dispatched_id(alice, callback_url=receiver.url)
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.SUCCEEDED
     assert delivered.attempts == 3
@@ -277,7 +275,7 @@ def test_a_failing_receiver_is_retried(alice: User, receiver: Receiver) -> None:
 
 def test_redirects_are_not_followed(alice: User, receiver: Receiver) -> None:
     receiver.statuses = [302] * 10
-    dispatch(alice, callback_url=receiver.url)
+    dispatched_id(alice, callback_url=receiver.url)
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.FAILED
     assert delivered.errors[0]["message"] == NOT_DELIVERED
@@ -288,8 +286,10 @@ def test_redirects_are_not_followed(alice: User, receiver: Receiver) -> None:
 def test_a_slow_receiver_times_out(alice: User, receiver: Receiver, settings: Any) -> None:
     settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "WEBHOOK_TIMEOUT": 0.2}
     receiver.delay = 0.5
-    dispatch(alice, callback_url=receiver.url)
-    wait_until(lambda: drain() and (job := delivery()) and job.errors, message="a timed-out attempt")
+    dispatched_id(alice, callback_url=receiver.url)
+    wait_until(
+        lambda: drain() is not None and (job := delivery()) and job.errors, message="a timed-out attempt"
+    )
     receiver.delay = 0
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.SUCCEEDED
@@ -301,7 +301,7 @@ def test_a_slow_receiver_times_out(alice: User, receiver: Receiver, settings: An
 def test_a_host_removed_from_the_allow_list_is_not_called(
     alice: User, receiver: Receiver, settings: Any
 ) -> None:
-    dispatch(alice, callback_url=receiver.url)
+    dispatched_id(alice, callback_url=receiver.url)
     settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "WEBHOOK_ALLOWED_HOSTS": ["hooks.example.com"]}
     delivered = run_until_delivered()
     assert delivered.status == JobStatus.FAILED
@@ -312,9 +312,9 @@ def test_a_host_removed_from_the_allow_list_is_not_called(
 def test_cancelled_jobs_and_jobs_without_a_callback_send_nothing(alice: User, receiver: Receiver) -> None:
     client = APIClient()
     client.force_authenticate(alice)
-    job_id = dispatch(alice, callback_url=receiver.url)
+    job_id = dispatched_id(alice, callback_url=receiver.url)
     assert client.post(f"/api/jobs/{job_id}/cancel/").status_code == 200
-    dispatch(alice)
+    dispatched_id(alice)
     drain()
     assert delivery() is None
     assert receiver.requests == []
@@ -350,9 +350,11 @@ def test_a_name_that_resolves_to_loopback_is_not_called(
 ) -> None:
     """``localhost`` is on the host allow-list; what it resolves to is not, once loopback is unlisted."""
     url = receiver.url.replace("127.0.0.1", "localhost")
-    dispatch(alice, callback_url=url)
+    dispatched_id(alice, callback_url=url)
     settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "WEBHOOK_ALLOWED_NETWORKS": ["10.0.0.0/8"]}
-    wait_until(lambda: drain() and (job := delivery()) and job.errors, message="a refused attempt")
+    wait_until(
+        lambda: drain() is not None and (job := delivery()) and job.errors, message="a refused attempt"
+    )
     job = delivery()
     assert job is not None and receiver.requests == []
     assert job.errors[0]["message"] == NOT_DELIVERED

@@ -15,20 +15,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import RedisServer, redis_settings, wait_until
+from tests.factories import dispatched_id
 from tests.streams import Uvicorn
-from tests.test_sse import dispatch, session_cookie, start_worker
+from tests.test_sse import session_cookie, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def alice(transactional_db: None) -> User:
-    return User.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(transactional_db: None) -> User:
-    return User.objects.create_user("bob")
 
 
 def socket(server: Uvicorn, path: str, user: User | None, origin: str | None = None) -> ClientConnection:
@@ -75,7 +66,7 @@ def server(request: pytest.FixtureRequest, alice: User) -> Any:
 
 
 def test_one_jobs_events_until_it_finishes(server: Uvicorn, alice: User) -> None:
-    job_id = dispatch(alice, "echo", "over a websocket")
+    job_id = dispatched_id(alice, task="echo", payload="over a websocket")
     with socket(server, f"/ws/jobs/{job_id}/", alice) as ws:
         first = next_job_event(ws)
         assert (first["event"], first["data"]["status"], first["data"]["job_id"]) == (
@@ -92,11 +83,11 @@ def test_one_jobs_events_until_it_finishes(server: Uvicorn, alice: User) -> None
 
 
 def test_all_of_the_callers_jobs_and_nobody_elses(server: Uvicorn, alice: User, bob: User) -> None:
-    before = dispatch(alice, "echo", "already queued")
+    before = dispatched_id(alice, task="echo", payload="already queued")
     with socket(server, "/ws/jobs/", alice) as ws:
         assert next_job_event(ws)["data"]["job_id"] == before, "the open jobs come first"
-        hers = dispatch(alice, "echo", "hers")
-        dispatch(bob, "echo", "his")
+        hers = dispatched_id(alice, task="echo", payload="hers")
+        dispatched_id(bob, task="echo", payload="his")
         seen = {before}
         deadline = time.monotonic() + 15
         while hers not in seen and time.monotonic() < deadline:
@@ -118,7 +109,7 @@ def refused(server: Uvicorn, path: str, user: User | None, origin: str | None = 
 
 
 def test_not_yours_missing_and_anonymous_are_refused_alike(server: Uvicorn, alice: User, bob: User) -> None:
-    job_id = dispatch(alice, "echo", "hers")
+    job_id = dispatched_id(alice, task="echo", payload="hers")
     not_yours = refused(server, f"/ws/jobs/{job_id}/", bob)
     assert not_yours == refused(server, "/ws/jobs/01a20856-1b7d-79ea-ab93-c261e11612f5/", bob)
     assert not_yours == refused(server, "/ws/jobs/not-an-id/", bob)
@@ -132,7 +123,7 @@ def test_not_yours_missing_and_anonymous_are_refused_alike(server: Uvicorn, alic
 def test_a_foreign_origin_is_refused(alice: User) -> None:
     server = Uvicorn(BOURBON_TEST_ALLOWED_HOSTS="127.0.0.1")
     try:
-        job_id = dispatch(alice, "echo", "x")
+        job_id = dispatched_id(alice, task="echo", payload="x")
         assert refused(server, f"/ws/jobs/{job_id}/", alice, origin="http://evil.example") == 403
         with socket(server, f"/ws/jobs/{job_id}/", alice) as ws:
             assert next_job_event(ws)["event"] == "status"
@@ -143,7 +134,7 @@ def test_a_foreign_origin_is_refused(alice: User) -> None:
 def test_a_client_that_leaves_mid_stream_gives_its_slot_back(alice: User) -> None:
     server = Uvicorn(BOURBON_TEST_SETTINGS=json.dumps({"STREAMS_PER_USER": 1}))
     try:
-        job_id = dispatch(alice, "echo", "x")
+        job_id = dispatched_id(alice, task="echo", payload="x")
         with socket(server, f"/ws/jobs/{job_id}/", alice) as first:
             assert next_job_event(first)["event"] == "status"
             assert refused(server, f"/ws/jobs/{job_id}/", alice) == 403, "over STREAMS_PER_USER"
@@ -178,7 +169,7 @@ def test_200_idle_sockets_do_not_starve_other_requests(alice: User) -> None:
     sockets: list[ClientConnection] = []
     held = contextlib.ExitStack()
     try:
-        job_id = dispatch(alice, "echo", "x")
+        job_id = dispatched_id(alice, task="echo", payload="x")
         usual = statistics.median(seconds for _, seconds in (list_once() for _ in range(20)))
         url = server.url.replace("http://", "ws://") + f"/ws/jobs/{job_id}/"
         for _ in range(200):

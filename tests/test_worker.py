@@ -281,17 +281,31 @@ def test_djangos_error_log_for_a_failed_task_carries_the_exception(caplog, kind)
 
 
 def test_one_log_line_per_state_change(caplog):
-    caplog.set_level("INFO", logger="django_bourbon_jobs")
+    """Django's ``django.tasks`` says enqueued, RUNNING and SUCCESSFUL; ours what Django has no words for.
+
+    A final failure is on both: Django's line (with the traceback, where there is one) and ours
+    with the reason and the structured fields.
+    """
+    caplog.set_level("DEBUG", logger="django_bourbon_jobs")
+    caplog.set_level("DEBUG", logger="django.tasks")
     result = tasks.always_fails.enqueue(None)
     drain()
-    events = [(r.event, r.status) for r in caplog.records if getattr(r, "job_id", None) == result.id]
-    assert events == [
-        ("queued", "queued"),
-        ("running", "running"),
-        ("retrying", "queued"),
-        ("running", "running"),
-        ("failed", "failed"),
+    lines = [
+        (r.name, r.levelname, getattr(r, "event", None))
+        for r in caplog.records
+        if result.id in r.getMessage()
     ]
+    assert lines == [
+        ("django.tasks", "DEBUG", None),  # enqueued
+        ("django.tasks", "INFO", None),  # RUNNING
+        ("django_bourbon_jobs", "WARNING", "retrying"),
+        ("django.tasks", "INFO", None),  # RUNNING
+        ("django_bourbon_jobs", "ERROR", "failed"),
+        ("django.tasks", "ERROR", None),  # FAILED
+    ]
+    retrying = next(r for r in caplog.records if getattr(r, "event", None) == "retrying")
+    assert (retrying.exception_class, retrying.error) == ("builtins.ValueError", "this job always fails")
+    assert (retrying.job_id, retrying.status, retrying.attempt) == (result.id, "queued", 1)
 
 
 def test_many_threads_run_every_job_once(tmp_path):

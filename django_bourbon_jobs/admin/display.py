@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -35,6 +36,16 @@ def format_duration(delta: timedelta | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def compact_time(at: datetime | None) -> SafeString | str:
+    """A time in a narrow column: the date over the time, to the second, in the current time zone."""
+    if at is None:
+        return "—"
+    local = timezone.localtime(at)
+    return format_html(
+        '<time datetime="{}">{}<br>{}</time>', at.isoformat(), f"{local:%Y-%m-%d}", f"{local:%H:%M:%S}"
+    )
 
 
 def job_duration(job: Job) -> timedelta | None:

@@ -109,6 +109,14 @@ class JobAdminBase(admin.ModelAdmin):
     def duration(self, job: Job) -> str:
         return display.format_duration(display.job_duration(job))
 
+    @admin.display(description="enqueued", ordering="enqueued_at")
+    def enqueued(self, job: Job) -> SafeString | str:
+        return display.compact_time(job.enqueued_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, job: Job) -> SafeString | str:
+        return display.compact_time(job.finished_at)
+
 
 @admin.register(Job)
 class JobAdmin(JobAdminBase):
@@ -119,11 +127,11 @@ class JobAdmin(JobAdminBase):
         "queue_name",
         "priority",
         "attempts_of_max",
-        "enqueued_at",
+        "enqueued",
         "duration",
     ]
     list_filter = ["status", TaskFilter, QueueFilter, EnqueuedWithinFilter]
-    sortable_by = ["enqueued_at", "priority"]
+    sortable_by = ["enqueued", "priority"]
     ordering = ["-enqueued_at"]
     change_form_template = "admin/bourbon_jobs/job/change_form.html"
     dashboard_poll_interval = 5.0
@@ -270,10 +278,10 @@ class FailedJobAdmin(JobAdminBase):
         "last_exception",
         "last_message",
         "attempts_of_max",
-        "finished_at",
+        "finished",
     ]
     list_filter = [ExceptionClassFilter, TaskFilter, QueueFilter, EnqueuedWithinFilter]
-    sortable_by = ["finished_at"]
+    sortable_by = ["finished"]
     ordering = ["-finished_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:

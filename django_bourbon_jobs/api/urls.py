@@ -5,9 +5,9 @@ Names, in the ``bourbon_jobs_api`` namespace: ``job-list``, ``job-detail``,
 """
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
+from django_bourbon_jobs.api.openapi import SchemaView
 from django_bourbon_jobs.api.views import JobViewSet
 
 app_name = "bourbon_jobs_api"
@@ -16,6 +16,6 @@ router = SimpleRouter()
 router.register("", JobViewSet, basename="job")
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", SchemaView.as_view(), name="schema"),
     *router.urls,
 ]

@@ -15,8 +15,7 @@ from django.http import HttpResponse, HttpResponseBase
 from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, Throttled, ValidationError
@@ -90,7 +89,7 @@ LIST_FILTER_NAMES = [parameter.name for parameter in LIST_FILTERS]
 
 
 @extend_schema_view(
-    list=extend_schema(
+    list=openapi.extend_schema(
         operation_id="jobs_list",
         summary="The caller's jobs, newest first",
         parameters=LIST_FILTERS,
@@ -100,13 +99,12 @@ LIST_FILTER_NAMES = [parameter.name for parameter in LIST_FILTERS]
             **openapi.COMMON,
         },
     ),
-    retrieve=extend_schema(
+    retrieve=openapi.extend_schema(
         operation_id="jobs_retrieve",
         summary="A job's status",
         responses={200: JobSerializer, **openapi.ON_A_JOB},
     ),
 )
-@extend_schema(tags=["jobs"])
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
     permission_classes = [IsAuthenticated, JobPermission]
@@ -116,7 +114,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     parser_classes = [BoundedJSONParser]
     lookup_value_regex = "[^/]+"
     """Any id reaches the view, so a malformed one gets the same JSON ``404`` as a missing one."""
-    schema = AutoSchema()
+    schema = openapi.JobSchema()
     stream_poll_interval = 0.5
     stream_heartbeat_interval = 15.0
     stream_max_seconds = 300.0
@@ -156,7 +154,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             queryset = queryset.filter(queue_name=params["queue"])
         return queryset
 
-    @extend_schema(
+    @openapi.extend_schema(
         operation_id="jobs_create",
         summary="Dispatch a job",
         request=DispatchSerializer,
@@ -211,7 +209,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             raise ValidationError({"detail": str(exc)}) from None
         return result.id, result.enqueued_at is not None and result.enqueued_at < before
 
-    @extend_schema(
+    @openapi.extend_schema(
         operation_id="jobs_cancel",
         summary="Cancel a job",
         description="A queued job is cancelled (200); a running one is asked to stop (202).",
@@ -235,7 +233,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         code = status.HTTP_200_OK if outcome == "cancelled" else status.HTTP_202_ACCEPTED
         return Response(self.get_serializer(job).data, status=code)
 
-    @extend_schema(
+    @openapi.extend_schema(
         operation_id="jobs_retry",
         summary="Retry a failed or cancelled job",
         request=None,
@@ -255,7 +253,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         job.refresh_from_db()
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(
+    @openapi.extend_schema(
         operation_id="jobs_events",
         summary="Live status (Server-Sent Events)",
         description=(

@@ -1,15 +1,28 @@
-"""``manage.py runworkers``: parse and validate options, build a Supervisor, run it."""
+"""``manage.py runworkers``: parse and validate options, build a Supervisor, run it.
+
+It says what it does at ``-v 1`` (the default) even in a project without ``LOGGING``: a
+start banner, warnings and errors (retries, failures, replaced processes) and a last line
+when it stops. ``-v 2`` adds every job's start and end, ``-v 0`` prints errors only.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
+from django_bourbon_jobs import __version__
 from django_bourbon_jobs.worker.process import WorkerConfig
 from django_bourbon_jobs.worker.supervisor import Supervisor
+
+LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}
+"""``--verbosity`` to the level shown when the project configures no logging (3: DEBUG)."""
 
 
 class Command(BaseCommand):
@@ -58,6 +71,53 @@ class Command(BaseCommand):
             using=options["database"],
             max_memory_mb=options["max_memory"],
         )
+        verbosity = options["verbosity"]
+        show_logs(verbosity)
+        if verbosity >= 1:
+            self.stdout.write(banner(config, options["processes"]))
+        began = time.monotonic()
         supervisor = Supervisor(config, processes=options["processes"])
         supervisor.install_signal_handlers()
         supervisor.run()
+        if verbosity >= 1:
+            self.stdout.write(f"runworkers stopped after {time.monotonic() - began:.1f} s.")
+
+
+def banner(config: WorkerConfig, processes: int) -> str:
+    """One line: version, database, queues, processes x threads, burst."""
+    database = connections[config.using]
+    queues = ", ".join(sorted(config.queues)) if config.queues else "every queue"
+    pool = f"{processes} process{'es' if processes != 1 else ''} x {config.threads} thread"
+    pool += "s" if config.threads != 1 else ""
+    mode = "; --burst: exits when nothing is due" if config.burst else "; Ctrl-C or SIGTERM stops"
+    return (
+        f"django-bourbon-jobs {__version__}: {pool}, "
+        f"database {config.using!r} ({database.vendor} {database.settings_dict.get('NAME')}), "
+        f"queues: {queues}{mode}"
+    )
+
+
+def show_logs(verbosity: int) -> None:
+    """Print the jobs' log to stderr when the project configures no logging of its own.
+
+    A project with ``LOGGING`` keeps exactly what it configured. Our logger reports retries
+    and failures with their reason; from Django's ``django.tasks`` (each start and success,
+    at ``-v 2``) only the lines ours does not repeat are shown, and none when ``DEBUG`` is on,
+    since Django's own console handler shows them then.
+    """
+    if settings.LOGGING:
+        return
+    level = LOG_LEVELS.get(verbosity, logging.DEBUG)
+    _print_logger("django_bourbon_jobs", level)
+    if level <= logging.INFO and not settings.DEBUG:
+        _print_logger("django.tasks", level).addFilter(lambda record: record.levelno < logging.WARNING)
+
+
+def _print_logger(name: str, level: int) -> logging.Handler:
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logger.getEffectiveLevel()))
+    return handler
