@@ -234,3 +234,14 @@ def hogs_memory(payload):
 @task(max_attempts=2)
 def naps_twice(payload):
     return naps.func(payload)
+
+
+@task
+def tick(*args, **kwargs):
+    """A periodic schedule's task: returns what it was called with."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task(queue_name="reports", priority=7)
+def routed_tick(*args, **kwargs):
+    return "routed"

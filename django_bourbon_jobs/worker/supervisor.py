@@ -26,6 +26,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.periodic.firing import PeriodicFirer
 from django_bourbon_jobs.worker import maintenance
 from django_bourbon_jobs.worker.exits import describe_exit, oom_kill_counter, read_oom_kills
 from django_bourbon_jobs.worker.lifeline import prefer_for_oom_kill, set_parent_death_signal
@@ -71,13 +72,15 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config: WorkerConfig, processes: int) -> None:
+    def __init__(self, config: WorkerConfig, processes: int, periodic: bool = True) -> None:
         self.config = config
         self.processes = processes
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("fork")
         self._next_maintenance = 0.0
+        self._firer = PeriodicFirer(config.using) if periodic else None
+        self._next_firing = 0.0
         self._oom_counter = oom_kill_counter()
         self._oom_kills = read_oom_kills(self._oom_counter)
         # A signal handler writes here, so the wait for child exits wakes at once
@@ -98,11 +101,13 @@ class Supervisor:
 
     def run(self) -> int:
         self._maintain()
+        self._fire_if_due()
         for _ in range(self.processes):
             self._spawn()
         while not self.stopping.is_set() and self.children:
-            self._wait_for_exits(timeout=self._until_maintenance())
+            self._wait_for_exits(timeout=min(self._until_maintenance(), self._until_firing()))
             self._maintain_if_due()
+            self._fire_if_due()
         self._stop_children()
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -182,6 +187,21 @@ class Supervisor:
             connections[self.config.using].close()
         finally:
             connections.close_all()
+
+    def _until_firing(self) -> float:
+        return max(self._next_firing - time.monotonic(), 0.0) if self._firer else float("inf")
+
+    def _fire_if_due(self) -> None:
+        """Periodic schedules (:mod:`django_bourbon_jobs.periodic`): the firer says when it is next due."""
+        if self._firer is None or time.monotonic() < self._next_firing:
+            return
+        try:
+            wait = self._firer.run_once(timezone.now())
+        except DatabaseError as exc:
+            logger.warning("firing periodic schedules failed (%s); will retry", exc)
+            connections[self.config.using].close()
+            wait = 1.0
+        self._next_firing = time.monotonic() + wait
 
     def _stop_children(self) -> None:
         """SIGTERM every child, give them the grace period, then SIGKILL what is left."""
