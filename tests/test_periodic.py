@@ -16,7 +16,8 @@ from django.test import override_settings
 
 from django_bourbon_jobs.models import Job, PeriodicRun, PeriodicSchedule, ScheduleSource
 from django_bourbon_jobs.periodic import firing
-from django_bourbon_jobs.periodic.firing import PeriodicFirer, fire, plan_runs, run_now
+from django_bourbon_jobs.periodic.control import run_now
+from django_bourbon_jobs.periodic.firing import PeriodicFirer, fire, plan_runs
 from django_bourbon_jobs.periodic.sync import sync_settings_schedules
 from django_bourbon_jobs.periodic.timing import CronTiming, IntervalTiming
 from tests.conftest import is_postgres

@@ -1,4 +1,4 @@
-"""Firing schedules: the supervisor's :class:`PeriodicFirer` and the operators' :func:`run_now`.
+"""Firing schedules: the supervisor's :class:`PeriodicFirer`, and :func:`fire`, which enqueues one run.
 
 Each scheduled time fires at most once, however many supervisors run on however many
 hosts: a run inserts its :class:`~django_bourbon_jobs.models.PeriodicRun` row and its job
@@ -17,10 +17,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, IntegrityError, router, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q, Subquery
 from django.tasks import Task
-from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.models import MissedPolicy, PeriodicRun, PeriodicSchedule
@@ -120,14 +119,6 @@ def _claim(
             )
     except IntegrityError:  # bourbon_periodic_once: fired already (or the schedule was just deleted)
         return None
-
-
-def run_now(schedule: PeriodicSchedule, using: str | None = None) -> uuid.UUID:
-    """Enqueue the schedule's job at once, outside its timing (the admin's "run now")."""
-    now = timezone.now()
-    job_id = fire(schedule, now, now, using or router.db_for_write(PeriodicRun), manual=True)
-    assert job_id is not None, "a manual run is outside the once-per-time constraint"
-    return job_id
 
 
 def prune_runs(now: datetime, using: str) -> int:
