@@ -307,6 +307,16 @@ def test_an_invalid_settings_schedule_is_left_out_and_logged(caplog):
     assert "'bad' left out" in caplog.text
 
 
+def test_a_settings_schedule_broken_by_a_deploy_keeps_its_row_and_history():
+    with periodic(PERIODIC):
+        sync_settings_schedules(now=T0)
+    fire(PeriodicSchedule.objects.get(name="poll"), at(30), at(30), "default")
+    with periodic({**PERIODIC, "poll": {**PERIODIC["poll"], "task": "tests.tasks.renamed"}}):
+        sync_settings_schedules(now=at(100))
+    row = PeriodicSchedule.objects.get(name="poll")
+    assert (row.task, row.last_run_at, row.runs.count()) == ("tests.tasks.tick", at(30), 1)
+
+
 def test_the_first_firer_pass_syncs_the_settings():
     with periodic({"poll": PERIODIC["poll"]}):
         PeriodicFirer().run_once(at(10))
@@ -320,3 +330,17 @@ def test_migrate_syncs_the_settings():
     with periodic({"poll": PERIODIC["poll"]}):
         _sync_periodic_schedules(using=connection.alias)
     assert PeriodicSchedule.objects.get().source == ScheduleSource.SETTINGS
+
+
+def test_a_sync_that_breaks_is_logged_once_and_the_database_schedules_still_fire(monkeypatch, caplog):
+    def broken_sync(*args, **kwargs):
+        raise RuntimeError("reports/tasks.py failed to import")
+
+    monkeypatch.setattr(firing, "sync_settings_schedules", broken_sync)
+    schedule(next_run_at=at(10))
+    firer = PeriodicFirer()
+    with caplog.at_level(logging.ERROR, logger="django_bourbon_jobs.periodic"):
+        firer.run_once(at(10))
+        firer.run_once(at(20))
+    assert len(jobs_of()) == 2
+    assert caplog.text.count("could not copy BOURBON_JOBS['PERIODIC']") == 1

@@ -147,12 +147,21 @@ class PeriodicFirer:
     def run_once(self, now: datetime) -> float:
         """Fire every enabled schedule's due times; return the seconds until the next one is due."""
         if not self._synced:
-            sync_settings_schedules(self.using, now)
-            self._synced = True
+            self._sync(now)
         schedules = PeriodicSchedule.objects.using(self.using).filter(enabled=True)
         waits = [self._run_schedule(schedule, now) for schedule in schedules]
         self._prune_if_due(now)
         return max(SHORTEST_WAIT, min([LONGEST_WAIT, *waits]))
+
+    def _sync(self, now: datetime) -> None:
+        """Once per firer; a database error is tried again next pass, anything else is logged once."""
+        try:
+            sync_settings_schedules(self.using, now)
+        except DatabaseError:
+            raise
+        except Exception:  # a task module that fails to import, say: the database's schedules still fire
+            logger.exception("periodic schedules: could not copy BOURBON_JOBS['PERIODIC'] into the database")
+        self._synced = True
 
     def _run_schedule(self, schedule: PeriodicSchedule, now: datetime) -> float:
         grace = timedelta(seconds=get_settings().PERIODIC_GRACE)

@@ -3,7 +3,8 @@
 Run when a firing supervisor starts and after ``migrate``, so the admin lists what the
 settings declare. A row whose cron, interval or time zone changed (or that was re-enabled)
 waits for its next time from now; its last run is kept. Rows of schedules no longer
-declared are deleted. An entry the system checks refuse is left out and logged.
+declared are deleted. An entry the system checks refuse is logged and its row, if any,
+left as it was.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def sync_settings_schedules(using: str | None = None, now: datetime | None = Non
     using = using or router.db_for_write(PeriodicSchedule)
     now = now or timezone.now()
     declared = declared_schedules()
+    named = list(get_settings().PERIODIC)  # a schedule the checks refuse keeps its row and history
     manager = PeriodicSchedule.objects.db_manager(using)
     with transaction.atomic(using=using):
-        manager.filter(source=ScheduleSource.SETTINGS).exclude(name__in=list(declared)).delete()
+        manager.filter(source=ScheduleSource.SETTINGS).exclude(name__in=named).delete()
         for name, definition in declared.items():
             _sync_one(name, definition, now, using)
 

@@ -201,6 +201,9 @@ class Supervisor:
             logger.warning("firing periodic schedules failed (%s); will retry", exc)
             connections[self.config.using].close()
             wait = 1.0
+        except Exception:  # a schedule's code broke: the workers go on, and the firer tries again
+            logger.exception("firing periodic schedules failed; will retry")
+            wait = 1.0
         self._next_firing = time.monotonic() + wait
 
     def _stop_children(self) -> None:
