@@ -50,6 +50,13 @@ class JobQuerySet(models.QuerySet["Job"]):
     def due(self, now: datetime) -> JobQuerySet:
         return self.queued().filter(run_after__lte=now)
 
+    def holding(self, task_path: str, unique_key: str, scope: str) -> JobQuerySet:
+        """The job (at most one, by the constraints) holding ``unique_key`` for its task in ``scope``."""
+        held = self.filter(task_path=task_path, unique_key=unique_key, unique_while=scope)
+        if scope == "queued":
+            return held.queued().filter(started_at__isnull=True)
+        return held.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
+
     def held_by(self, worker_id: str) -> JobQuerySet:
         return self.running().filter(worker_id=worker_id)
 
@@ -157,6 +164,20 @@ class Job(models.Model):
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a running job is asked to stop (cooperative cancel)."
     )
+    unique_key = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="While this job is in scope (unique_while), no other of its task with this key is queued.",
+    )
+    unique_while = models.CharField(
+        max_length=6,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="'active' (queued or running) or 'queued' (waiting, never started); blank: not unique.",
+    )
     attempt_started = models.BooleanField(
         default=False,
         db_default=False,  # hand-written INSERTs (COPY, benchmarks) may leave it out
@@ -203,6 +224,20 @@ class Job(models.Model):
                 fields=["dispatched_by", "idempotency_key", "enqueued_at"],
                 condition=~Q(idempotency_key=""),
                 name="bourbon_job_idempotency",
+            ),
+        ]
+        # Unique jobs: at most one job per (task, key) in its scope. Partial, so that jobs
+        # without a key cost nothing; claims and outcomes need not know about them.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=Q(unique_while="active", status__in=["queued", "running"]),
+                name="bourbon_job_unique_active",
+            ),
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=Q(unique_while="queued", status="queued", started_at__isnull=True),
+                name="bourbon_job_unique_queued",
             ),
         ]
 
