@@ -9,11 +9,21 @@ bourbon_jobs.E006  the backend has unknown OPTIONS (from the backend)
 bourbon_jobs.E007  the backend's OPTIONS["REDIS"] names no django-redis cache (from the backend)
 bourbon_jobs.E008  an API_TASKS entry does not import to a Task
 bourbon_jobs.E009  the jobs database is PostgreSQL through psycopg 2 (psycopg 3 is required)
+bourbon_jobs.E020  a PERIODIC schedule is not a dict, has a bad name or an unknown key
+bourbon_jobs.E021  a PERIODIC schedule's task does not import to a Task
+bourbon_jobs.E022  a PERIODIC schedule has both or neither of cron and every
+bourbon_jobs.E023  a PERIODIC schedule's cron expression is invalid (or croniter is not installed)
+bourbon_jobs.E024  a PERIODIC schedule's every is not a number of seconds (at least 1) or a timedelta
+bourbon_jobs.E025  a PERIODIC schedule's timezone is unknown
+bourbon_jobs.E026  a PERIODIC schedule's args or kwargs are not a JSON list / object
+bourbon_jobs.E027  a PERIODIC schedule's missed is not "skip" or "run_latest"
+bourbon_jobs.E028  a PERIODIC schedule's queue_name, priority or enabled is refused
 bourbon_jobs.W001  the middleware is installed, STATUS_URL_NAME is not set and the API is not mounted
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -111,3 +121,15 @@ def check_api_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     from django_bourbon_jobs.api.registry import check_api_tasks as check
 
     return check()
+
+
+@checks.register()
+def check_periodic(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """bourbon_jobs.E020-E028: every key of every ``PERIODIC`` schedule (a non-dict is E002)."""
+    from django_bourbon_jobs.periodic.definitions import check_periodic as check
+
+    raw = getattr(settings, "BOURBON_JOBS", {})
+    schedules = raw.get("PERIODIC", {}) if isinstance(raw, dict) else {}
+    if not isinstance(schedules, Mapping):
+        return []
+    return [checks.Error(message, id=check_id) for check_id, message in check(schedules)]

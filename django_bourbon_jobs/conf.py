@@ -84,6 +84,12 @@ class BourbonSettings:
     """Non-public networks webhooks may reach (``"10.0.0.0/8"``); public addresses need no listing."""
     WEBHOOK_TIMEOUT: float = 10.0
     """Seconds one webhook delivery attempt may take."""
+    PERIODIC: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Periodic schedules: ``{"name": {"task": "path", "cron": "0 3 * * *"}}`` (docs/periodic.md).
+
+    Each entry is checked by the system checks ``bourbon_jobs.E020``-``E028``."""
+    PERIODIC_GRACE: float = 60.0
+    """Seconds after its time a scheduled run may still fire; later, it counts as missed."""
 
     @property
     def default_backoff(self) -> Callable[..., float | None]:
@@ -100,6 +106,7 @@ _POSITIVE_NUMBERS = {
     "IDEMPOTENCY_WINDOW",
     "PROGRESS_INTERVAL",
     "WEBHOOK_TIMEOUT",
+    "PERIODIC_GRACE",
 }
 _NON_NEGATIVE_NUMBERS = {"TIMEOUT_GRACE", "SHUTDOWN_GRACE"}
 _POSITIVE_INTEGERS = {
@@ -154,6 +161,8 @@ def _check_key(key: str, value: object) -> str | None:
         return "must be a list of port numbers (1-65535)"
     if key == "WEBHOOK_ALLOWED_NETWORKS" and not _is_network_list(value):
         return "must be a list of networks such as '10.0.0.0/8' or '::1/128'"
+    if key == "PERIODIC" and not isinstance(value, Mapping):
+        return "must be a dict of schedule name to schedule"
     if key == "WEBHOOK_SECRET" and not isinstance(value, str):
         return "must be a string"
     if key == "DEFAULT_BACKOFF":

@@ -13,10 +13,20 @@ from django.utils import timezone
 from django_bourbon_jobs import store
 from django_bourbon_jobs.callbacks import check_callback_url
 from django_bourbon_jobs.conf import get_settings
-from django_bourbon_jobs.tasks import BourbonTask
+from django_bourbon_jobs.tasks import UNIQUE_SCOPES, BourbonTask
 
 DISPATCH_OPTIONS = frozenset(
-    {"queue_name", "priority", "run_after", "delay", "dispatched_by", "idempotency_key", "callback_url"}
+    {
+        "queue_name",
+        "priority",
+        "run_after",
+        "delay",
+        "dispatched_by",
+        "idempotency_key",
+        "callback_url",
+        "unique_key",
+        "unique_while",
+    }
 )
 
 
@@ -31,13 +41,27 @@ def _with_extras(task: Task, options: dict[str, Any]) -> Task:
         check_callback_url(callback_url)
     dispatched_by, key = options.get("dispatched_by"), options.get("idempotency_key") or ""
     if isinstance(task, BourbonTask):
-        return task.for_dispatch(dispatched_by, key, callback_url)
-    if key or callback_url or dispatched_by is not None:
+        return task.for_dispatch(dispatched_by, key, callback_url, _unique(task, options))
+    if key or callback_url or dispatched_by is not None or {"unique_key", "unique_while"} & set(options):
         raise TypeError(
-            f"{task.name}'s backend cannot record dispatched_by, idempotency_key or callback_url: "
-            "use django_bourbon_jobs.backends.DatabaseBackend."
+            f"{task.name}'s backend cannot record dispatched_by, idempotency_key, callback_url or "
+            "unique_key: use django_bourbon_jobs.backends.DatabaseBackend."
         )
     return task
+
+
+def _unique(task: BourbonTask, options: dict[str, Any]) -> tuple[Any, str] | None:
+    """A dispatch's ``(unique_key, unique_while)`` (the task's by default); ``None`` if it names neither."""
+    if "unique_key" not in options and "unique_while" not in options:
+        return None
+    key, scope = options.get("unique_key", task.unique_key), options.get("unique_while", task.unique_while)
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"unique_key must be a string (got {key!r}).")
+    if scope not in UNIQUE_SCOPES:
+        raise ValueError(
+            f"unique_while must be one of {', '.join(map(repr, UNIQUE_SCOPES))} (got {scope!r})."
+        )
+    return key, scope
 
 
 def _run_after(run_after: datetime | None, delay: float | timedelta | None) -> datetime | None:
@@ -76,7 +100,9 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     the job; ``request.dispatch_async`` passes the request's user);
     ``idempotency_key`` (a repeat from the same dispatcher within
     ``IDEMPOTENCY_WINDOW`` returns the first job); ``callback_url`` (a webhook
-    for the final state; its host must be in ``WEBHOOK_ALLOWED_HOSTS``).
+    for the final state; its host must be in ``WEBHOOK_ALLOWED_HOSTS``);
+    ``unique_key`` and ``unique_while`` (``"active"`` or ``"queued"``): while a job of
+    this task with that key is in scope, the dispatch returns it and writes nothing.
     """
     task = _with_extras(_prepared(handler, options), options)
     if not getattr(task, "idempotency_key", ""):
@@ -121,8 +147,10 @@ def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> lis
     backend = task.get_backend()
     if not hasattr(backend, "enqueue_many"):
         raise TypeError(f"Backend {type(backend).__name__} cannot enqueue in bulk; use dispatch_async().")
-    if options.get("idempotency_key"):
-        raise TypeError("dispatch_many() takes no idempotency_key: give each job its own dispatch_async().")
+    if options.get("idempotency_key") or options.get("unique_key"):
+        raise TypeError(
+            "dispatch_many() takes no idempotency_key or unique_key: give each job its own dispatch_async()."
+        )
     return backend.enqueue_many(task, [((payload,), {}) for payload in payloads])  # type: ignore[no-any-return]
 
 

@@ -48,6 +48,13 @@ class JobQuerySet(models.QuerySet["Job"]):
     def due(self, now: datetime) -> JobQuerySet:
         return self.queued().filter(due_at__lte=now)
 
+    def holding(self, task_path: str, unique_key: str, scope: str) -> JobQuerySet:
+        """The job (at most one, by the constraints) holding ``unique_key`` for its task in ``scope``."""
+        held = self.filter(task_path=task_path, unique_key=unique_key, unique_while=scope)
+        if scope == "queued":
+            return held.queued().filter(started_at__isnull=True)
+        return held.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
+
     def held_by(self, worker_id: str) -> JobQuerySet:
         return self.running().filter(worker_id=worker_id)
 
@@ -152,6 +159,20 @@ class Job(models.Model):
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a running job is asked to stop (cooperative cancel)."
     )
+    unique_key = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="While this job is in scope (unique_while), no other of its task with this key is queued.",
+    )
+    unique_while = models.CharField(
+        max_length=6,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="'active' (queued or running) or 'queued' (waiting, never started); blank: not unique.",
+    )
     attempt_started = models.BooleanField(
         default=False,
         db_default=False,  # hand-written INSERTs (COPY, benchmarks) may leave it out
@@ -198,6 +219,20 @@ class Job(models.Model):
                 fields=["dispatched_by", "idempotency_key", "enqueued_at"],
                 condition=~Q(idempotency_key=""),
                 name="bourbon_job_idempotency",
+            ),
+        ]
+        # Unique jobs: at most one job per (task, key) in its scope. Partial, so that jobs
+        # without a key cost nothing; claims and outcomes need not know about them.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=Q(unique_while="active", status__in=["queued", "running"]),
+                name="bourbon_job_unique_active",
+            ),
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=Q(unique_while="queued", status="queued", started_at__isnull=True),
+                name="bourbon_job_unique_queued",
             ),
         ]
 
@@ -262,3 +297,96 @@ class Worker(models.Model):
 
     def is_stale(self, now: datetime, lease_seconds: float) -> bool:
         return self.last_heartbeat_at < now - timedelta(seconds=lease_seconds)
+
+
+class MissedPolicy(models.TextChoices):
+    SKIP = "skip", "Skip missed times"
+    RUN_LATEST = "run_latest", "Run the latest missed time once"
+
+
+class ScheduleSource(models.TextChoices):
+    SETTINGS = "settings", "Settings (read-only)"
+    DATABASE = "database", "Admin"
+
+
+class PeriodicSchedule(models.Model):
+    """A task run on a cron expression or every N seconds, fired by the ``runworkers`` supervisors.
+
+    Rows come from ``BOURBON_JOBS["PERIODIC"]`` (``source="settings"``, kept in step with the
+    settings and read-only in the admin) or from operators in the admin. ``next_run_at`` is the
+    next scheduled time the supervisors wait for; each time fires once (:class:`PeriodicRun`).
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    task = models.CharField(max_length=255, help_text="Dotted path of a @task: reports.tasks.nightly.")
+    cron = models.CharField(
+        max_length=255, blank=True, help_text="Five-field cron expression (or @hourly, @daily...)."
+    )
+    every = models.DurationField(
+        null=True, blank=True, help_text="Or run at this interval (counted from 1970-01-01 00:00 UTC)."
+    )
+    args = models.JSONField(default=list, blank=True, help_text="Positional arguments (a JSON list).")
+    kwargs = models.JSONField(default=dict, blank=True, help_text="Keyword arguments (a JSON object).")
+    timezone = models.CharField(
+        max_length=64, blank=True, help_text="The cron expression's time zone; blank: TIME_ZONE."
+    )
+    queue_name = models.CharField(max_length=100, blank=True, help_text="Blank: the task's own queue.")
+    priority = models.SmallIntegerField(null=True, blank=True, help_text="Blank: the task's own priority.")
+    missed = models.CharField(
+        max_length=10,
+        choices=MissedPolicy.choices,
+        default=MissedPolicy.SKIP,
+        help_text="What runs after the supervisors were down past scheduled times.",
+    )
+    enabled = models.BooleanField(default=True)
+    source = models.CharField(
+        max_length=10, choices=ScheduleSource.choices, default=ScheduleSource.DATABASE, editable=False
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_run_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="The scheduled time of the last run."
+    )
+    last_job_id = models.UUIDField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone_name(self) -> str:
+        return self.timezone or settings.TIME_ZONE
+
+    @property
+    def from_settings(self) -> bool:
+        return self.source == ScheduleSource.SETTINGS
+
+
+class PeriodicRun(models.Model):
+    """One firing of a schedule: at most one per (schedule, scheduled time), however many supervisors race.
+
+    The row is inserted in the same transaction as its job, so a second supervisor's insert
+    for the same time fails on ``bourbon_periodic_once`` and it enqueues nothing. A manual
+    run ("run now") is not a scheduled time and is left out of the constraint.
+    """
+
+    schedule = models.ForeignKey(PeriodicSchedule, on_delete=models.CASCADE, related_name="runs")
+    scheduled_at = models.DateTimeField()
+    fired_at = models.DateTimeField()
+    job_id = models.UUIDField(null=True, blank=True, help_text="The job it enqueued (may be pruned).")
+    manual = models.BooleanField(default=False, help_text="Run by hand from the admin, not by the schedule.")
+
+    class Meta:
+        ordering = ["-scheduled_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_at"], condition=Q(manual=False), name="bourbon_periodic_once"
+            )
+        ]
+        indexes = [models.Index(fields=["scheduled_at"], name="bourbon_periodic_run_age")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.scheduled_at.isoformat()}"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db import router
+from django.db import IntegrityError, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -52,14 +52,29 @@ def cancel_queued(jobs: QuerySet[Any]) -> int:
 def retry_jobs(jobs: QuerySet[Any]) -> int:
     """Queue the failed and cancelled jobs among ``jobs`` again (attempts reset, due now); how many.
 
-    Their error history stays. Each is logged, announced and sent ``job_retried``.
+    Their error history stays. Each is logged, announced and sent ``job_retried``. A unique
+    job whose key another job of its task now holds (``unique_while="active"``) stays as it is.
     """
     return _in_chunks(
         jobs.filter(status__in=(JobStatus.FAILED, JobStatus.CANCELLED)),
-        change=lambda chunk, now: chunk.retry(now),
+        change=_retry_chunk,
         changed=lambda chunk, now: chunk.filter(status=JobStatus.QUEUED, due_at=now, attempts=0),
         after=_retried,
     )
+
+
+def _retry_chunk(chunk: JobQuerySet, now: datetime) -> int:
+    """One UPDATE for the jobs without a unique key; one savepoint each for the others."""
+    changed = chunk.filter(unique_while="").retry(now)
+    for pk in chunk.exclude(unique_while="").values_list("pk", flat=True):
+        try:
+            with transaction.atomic(using=chunk.db):
+                changed += chunk.filter(pk=pk).retry(now)
+        except IntegrityError:  # bourbon_job_unique_active: another job holds its key
+            log.logger.info(
+                "Job %s not retried: another job holds its unique_key", pk, extra={"job_id": str(pk)}
+            )
+    return changed
 
 
 def request_cancel(job_id: str) -> str | None:

@@ -37,17 +37,37 @@ class BourbonTask(Task):
     """The user a dispatch records (``dispatch_async(..., dispatched_by=user)``); set per dispatch."""
     idempotency_key: str = ""
     """The dispatch's idempotency key; set per dispatch."""
+    unique_key: str | Callable[..., str | None] | None = None
+    """A job of this task with the same key is not queued twice while one is in scope (``unique_while``).
 
-    def for_dispatch(self, dispatched_by: Any, idempotency_key: str, callback_url: str | None) -> BourbonTask:
+    A string, or ``unique_key(*args, **kwargs)`` deriving it from the arguments (``None`` or ``""``:
+    that call is not unique). A dispatch's ``unique_key=`` takes its place."""
+    unique_while: str = "active"
+    """The scope of ``unique_key``: ``"active"`` (queued or running) or ``"queued"`` (never started)."""
+
+    def for_dispatch(
+        self,
+        dispatched_by: Any,
+        idempotency_key: str,
+        callback_url: str | None,
+        unique: tuple[str, str] | None = None,
+    ) -> BourbonTask:
         """A copy carrying what one dispatch records beyond Django's enqueue arguments.
 
         The extras travel on the task, as ``Task.using()``'s options do, to the backend
-        that builds the job row; the task itself is unchanged.
+        that builds the job row; the task itself is unchanged. ``unique`` is a dispatch's
+        ``(unique_key, unique_while)``.
         """
-        if (dispatched_by, idempotency_key, callback_url) == (None, "", self.callback_url):
+        if (dispatched_by, idempotency_key, callback_url, unique) == (None, "", self.callback_url, None):
             return self
+        key, scope = unique or (self.unique_key, self.unique_while)
         return dataclasses.replace(
-            self, dispatched_by=dispatched_by, idempotency_key=idempotency_key, callback_url=callback_url
+            self,
+            dispatched_by=dispatched_by,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+            unique_key=key,
+            unique_while=scope,
         )
 
     def get_max_attempts(self) -> int:
@@ -78,3 +98,19 @@ def timeout_of(task: Task) -> float | None:
 def backoff_of(task: Task) -> Any:
     options = task_options(task)
     return options.get_backoff() if options else get_settings().default_backoff
+
+
+UNIQUE_SCOPES = ("active", "queued")
+
+
+def unique_of(task: Task, args: Any, kwargs: Any) -> tuple[str, str] | None:
+    """``(key, scope)`` when this call of ``task`` is a unique job, else ``None``."""
+    options = task_options(task)
+    if options is None or options.unique_key is None:
+        return None
+    key = options.unique_key(*args, **kwargs) if callable(options.unique_key) else options.unique_key
+    if key in (None, ""):
+        return None
+    if not isinstance(key, str) or len(key) > 255:
+        raise TypeError(f"{task.name}'s unique_key must be a string of at most 255 characters (got {key!r}).")
+    return key, options.unique_while

@@ -251,3 +251,25 @@ def echo_later(payload):
 @task
 def returns_tuple(payload):
     return (payload, payload)
+
+
+@task
+def tick(*args, **kwargs):
+    """A periodic schedule's task: returns what it was called with."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task(queue_name="reports", priority=7)
+def routed_tick(*args, **kwargs):
+    return "routed"
+
+
+@task(unique_key=lambda payload: f"sync-user-{payload['user']}" if payload.get("user") else None)
+def sync_user(payload):
+    """A unique job whose key comes from its payload; no user, no key."""
+    return payload.get("user")
+
+
+@task(unique_key="rebuild-index", unique_while="queued")
+def rebuild_index(payload=None):
+    return "rebuilt"

@@ -45,7 +45,7 @@ JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
 
 SUMMARY_FIELDS = ("id", "status_badge", "task_path", "queue_name", "priority", "attempts_of_max")
 TIMELINE_FIELDS = ("timeline_display", "run_after", "due_at", "duration", "worker_link", "dispatched_by")
-OTHER_FIELDS = ("idempotency_key", "callback_url", "cancel_requested_at")
+OTHER_FIELDS = ("idempotency_key", "unique_key", "unique_while", "callback_url", "cancel_requested_at")
 
 
 class JobAdminBase(admin.ModelAdmin):

@@ -10,7 +10,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.db import router, transaction
+from django.db import IntegrityError, router, transaction
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -21,7 +21,10 @@ from django_bourbon_jobs import bulk, log, store
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import InvalidPayload
 from django_bourbon_jobs.serialization import ensure_json
-from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
+from django_bourbon_jobs.tasks import UNIQUE_SCOPES, BourbonTask, max_attempts_of, task_options, unique_of
+
+UNIQUE_TRIES = 5
+"""Reads and INSERTs a unique enqueue makes at most before it gives up (each lost race means a holder)."""
 
 
 def _saved_user(user: Any) -> Any:
@@ -60,6 +63,12 @@ class DatabaseBackend(BaseTaskBackend):
             raise InvalidTask("timeout must be a number of seconds greater than 0.")
         if options.backoff is not None and not callable(options.backoff):
             raise InvalidTask("backoff must be a callable (exception, task_result) -> seconds or None.")
+        if options.unique_key is not None and not (
+            isinstance(options.unique_key, str) or callable(options.unique_key)
+        ):
+            raise InvalidTask("unique_key must be a string or a callable (*args, **kwargs) -> str.")
+        if options.unique_while not in UNIQUE_SCOPES:
+            raise InvalidTask(f"unique_while must be one of {', '.join(map(repr, UNIQUE_SCOPES))}.")
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         from django_bourbon_jobs.models import Job
@@ -68,14 +77,48 @@ class DatabaseBackend(BaseTaskBackend):
         self.validate_task(task)
         job = self._build_job(task, args, kwargs)
         using = router.db_for_write(Job)
-        due_now = job.due_at <= job.enqueued_at
-        store.for_connection(using).insert(job, using, notify=due_now)
-        if due_now and self.redis_alias:
-            publish.publish_after_commit(self.redis_alias, job.queue_name, using)
+        unique = unique_of(task, args, kwargs)
+        if unique is None:
+            self._insert(job, using)
+        else:
+            job.unique_key, job.unique_while = unique
+            holder = self._insert_unique(job, using)
+            if holder is not None:
+                return to_task_result(holder, self.alias)
         result = to_task_result(job, self.alias, task)
         task_enqueued.send(type(self), task_result=result)
         log.job_event(job, "queued")
         return result
+
+    def _insert(self, job: Any, using: str) -> None:
+        due_now = job.due_at <= job.enqueued_at
+        store.for_connection(using).insert(job, using, notify=due_now)
+        if due_now and self.redis_alias:
+            publish.publish_after_commit(self.redis_alias, job.queue_name, using)
+
+    def _insert_unique(self, job: Any, using: str) -> Any:
+        """Insert a unique job, or return the job that holds its key (then nothing is written).
+
+        The partial unique constraints decide: a dispatch racing another for the same key
+        fails its INSERT (on PostgreSQL, once the other commits) and returns the other's job.
+        The loop covers a holder that finished between the failed INSERT and the read.
+        """
+        from django_bourbon_jobs.models import Job
+
+        jobs = Job.objects.db_manager(using)
+        for _ in range(UNIQUE_TRIES):
+            holder = jobs.holding(job.task_path, job.unique_key, job.unique_while).first()
+            if holder is not None:
+                return holder
+            try:
+                with transaction.atomic(using=using):
+                    self._insert(job, using)
+                return None
+            except IntegrityError:
+                continue
+        raise IntegrityError(
+            f"unique_key {job.unique_key!r} of {job.task_path} kept changing hands; try again."
+        )
 
     def enqueue_many(
         self, task: Task, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
@@ -89,6 +132,8 @@ class DatabaseBackend(BaseTaskBackend):
         from django_bourbon_jobs.results import queued_task_results
 
         self.validate_task(task)
+        if getattr(task, "unique_key", None) is not None:
+            raise TypeError(f"{task.name} makes unique jobs: enqueue them one at a time (dispatch_async).")
         template = self._build_job(task, (), {})
         with bulk.collector_paused():
             checked = (self._checked_arguments(task, args, kwargs) for args, kwargs in calls)

@@ -23,6 +23,7 @@ from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import WorkerLost
 from django_bourbon_jobs.models import Job, JobStatus, Worker
+from django_bourbon_jobs.periodic.firing import PeriodicFirer
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.serialization import error_record
 from django_bourbon_jobs.store.portable import PortableStore
@@ -216,6 +217,19 @@ class Rescuer(SupervisorDuty):
         if rescued:
             logger.warning("rescued %d job(s) with expired leases", rescued)
         return rescued
+
+
+@dataclass
+class Firing(SupervisorDuty):
+    """Periodic schedules (:mod:`django_bourbon_jobs.periodic`): the firer says when it is next due."""
+
+    firer: PeriodicFirer | None = None
+
+    def run(self, now: datetime) -> int:
+        assert self.firer is not None
+        wait = self.firer.run_once(now)
+        self.next_at = time.monotonic() + wait
+        return 0
 
 
 class Pruner(SupervisorDuty):

@@ -26,6 +26,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.periodic.firing import PeriodicFirer
 from django_bourbon_jobs.worker import maintenance
 from django_bourbon_jobs.worker.exits import describe_exit, oom_kill_counter, read_oom_kills
 from django_bourbon_jobs.worker.lifeline import prefer_for_oom_kill, set_parent_death_signal
@@ -71,7 +72,7 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config: WorkerConfig, processes: int) -> None:
+    def __init__(self, config: WorkerConfig, processes: int, periodic: bool = True) -> None:
         self.config = config
         self.processes = processes
         self.children: list[Child] = []
@@ -82,6 +83,8 @@ class Supervisor:
             maintenance.Rescuer(config.using, interval),
             maintenance.Pruner(config.using, interval),
         ]
+        if periodic:
+            self.duties.append(maintenance.Firing(config.using, every=1.0, firer=PeriodicFirer(config.using)))
         self._oom_counter = oom_kill_counter()
         self._oom_kills = read_oom_kills(self._oom_counter)
         # A signal handler writes here, so the wait for child exits wakes at once
@@ -187,6 +190,8 @@ class Supervisor:
         except DatabaseError as exc:
             logger.warning("%s pass failed (%s); will retry", type(duty).__name__.lower(), exc)
             connections[self.config.using].close()
+        except Exception:
+            logger.exception("%s pass failed; will retry", type(duty).__name__.lower())
 
     def _stop_children(self) -> None:
         """SIGTERM every child, give them the grace period, then SIGKILL what is left."""

@@ -46,6 +46,11 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="Run what is due, then exit.")
         parser.add_argument("--database", default="default", help="Database alias holding the jobs.")
         parser.add_argument(
+            "--no-periodic",
+            action="store_true",
+            help="Do not fire periodic schedules from this pool (another pool does).",
+        )
+        parser.add_argument(
             "--max-memory",
             type=int,
             default=None,
@@ -76,7 +81,7 @@ class Command(BaseCommand):
         if verbosity >= 1:
             self.stdout.write(banner(config, options["processes"]))
         began = time.monotonic()
-        supervisor = Supervisor(config, processes=options["processes"])
+        supervisor = Supervisor(config, processes=options["processes"], periodic=not options["no_periodic"])
         supervisor.install_signal_handlers()
         supervisor.run()
         if verbosity >= 1:
