@@ -68,6 +68,11 @@ def _prepared(handler: Task, options: dict[str, Any]) -> Task:
     )
 
 
+def prepared_task(handler: Task, options: dict[str, Any]) -> Task:
+    """``handler`` with :func:`dispatch_async`'s options applied, ready for its backend."""
+    return _with_extras(_prepared(handler, options), options)
+
+
 def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskResult:
     """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
 
@@ -78,7 +83,7 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     ``IDEMPOTENCY_WINDOW`` returns the first job); ``callback_url`` (a webhook
     for the final state; its host must be in ``WEBHOOK_ALLOWED_HOSTS``).
     """
-    task = _with_extras(_prepared(handler, options), options)
+    task = prepared_task(handler, options)
     if not getattr(task, "idempotency_key", ""):
         return task.enqueue(payload)
     return _enqueue_once(task, payload)
@@ -117,7 +122,7 @@ def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> lis
     is not JSON raises ``InvalidPayload`` and no job is written. The task's
     backend must provide ``enqueue_many`` (``DatabaseBackend`` does).
     """
-    task = _with_extras(_prepared(handler, options), options)
+    task = prepared_task(handler, options)
     backend = task.get_backend()
     if not hasattr(backend, "enqueue_many"):
         raise TypeError(f"Backend {type(backend).__name__} cannot enqueue in bulk; use dispatch_async().")

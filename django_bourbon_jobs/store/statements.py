@@ -98,8 +98,11 @@ def extend_leases_sql(started: int) -> str:
 
 
 @functools.cache
-def values_outcome_sql(rows: int) -> str:
-    """The batch as ``VALUES`` rows (portable: SQLite names their columns column1..N)."""
+def values_outcome_sql(rows: int, returning: bool = False) -> str:
+    """The batch as ``VALUES`` rows (portable: SQLite names their columns column1..N).
+
+    ``returning``: the rows written give back their ``id, status`` (for a batch with workflow steps).
+    """
     table = _table()
     row = "(" + ", ".join(["%s"] * len(OUTCOME_FIELDS)) + ")"
     values = f"VALUES {', '.join([row] * rows)}"
@@ -108,12 +111,12 @@ def values_outcome_sql(rows: int) -> str:
     return (
         f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
         f"FROM (SELECT {columns} FROM ({values})) AS v WHERE {table}.id = v.id "
-        f"AND {table}.status = %s AND {table}.worker_id = %s"
+        f"AND {table}.status = %s AND {table}.worker_id = %s{_returning(returning)}"
     )
 
 
 @functools.cache
-def recordset_outcome_sql() -> str:
+def recordset_outcome_sql(returning: bool = False) -> str:
     """PostgreSQL: the batch as one JSON array of objects, so one statement text fits every batch."""
     table = _table()
     columns = ", ".join(f"{name} {_RECORD_TYPES[name]}" for name in OUTCOME_FIELDS)
@@ -121,5 +124,9 @@ def recordset_outcome_sql() -> str:
     return (
         f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
         f"FROM json_to_recordset(%s::json) AS v({columns}) "
-        f"WHERE {table}.id = v.id AND {table}.status = %s AND {table}.worker_id = %s"
+        f"WHERE {table}.id = v.id AND {table}.status = %s AND {table}.worker_id = %s{_returning(returning)}"
     )
+
+
+def _returning(returning: bool) -> str:
+    return f" RETURNING {_table()}.id, {_table()}.status" if returning else ""
