@@ -55,8 +55,8 @@ def visible_jobs(user: Any, jobs: QuerySet[Job] | None = None) -> JobQuerySet:
     return queryset.filter(dispatched_by=user)  # type: ignore[return-value]
 
 
-def actionable_jobs(user: Any, jobs: QuerySet[Job], action: Action) -> QuerySet[Job]:
-    """``jobs`` narrowed to those ``user`` may retry or cancel."""
+def actionable_jobs[M: (Job, Workflow)](user: Any, jobs: QuerySet[M], action: Action) -> QuerySet[M]:
+    """``jobs`` (or workflows) narrowed to those ``user`` may retry or cancel."""
     if can_act_on_all(user, action):
         return jobs
     return jobs.filter(dispatched_by=user) if getattr(user, "is_authenticated", False) else jobs.none()

@@ -1,10 +1,12 @@
-"""The operators' admin: jobs (read-only, with retry/cancel/delete actions), failures, workers, a dashboard.
+"""The operators' admin: jobs (read-only, with retry/cancel/delete actions), failures, workers, a dashboard,
+and workflows (their graph, retry and cancel).
 
-Importing this package registers :class:`~.jobs.JobAdmin` and :class:`~.workers.WorkerAdmin`
-on the default admin site (``admin.autodiscover()`` does it for you).
+Importing this package registers :class:`~.jobs.JobAdmin`, :class:`~.workers.WorkerAdmin` and
+:class:`~.workflows.WorkflowAdmin` on the default admin site (``admin.autodiscover()`` does it for you).
 """
 
 from django_bourbon_jobs.admin.jobs import JobAdmin
 from django_bourbon_jobs.admin.workers import WorkerAdmin
+from django_bourbon_jobs.admin.workflows import WorkflowAdmin
 
-__all__ = ["JobAdmin", "WorkerAdmin"]
+__all__ = ["JobAdmin", "WorkerAdmin", "WorkflowAdmin"]
