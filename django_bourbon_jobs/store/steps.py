@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 
 from django_bourbon_jobs.models import (
@@ -44,6 +44,7 @@ from django_bourbon_jobs.models import (
     WorkflowStatus,
     WorkflowStep,
 )
+from django_bourbon_jobs.store import statements
 
 CHUNK = 1000
 """Ids per ``IN (...)`` list: SQLite limits a statement's parameters."""
@@ -105,15 +106,19 @@ class Settling:
     finished: Counter[Any] = field(default_factory=Counter)
     failed: Counter[Any] = field(default_factory=Counter)
 
-    def finish(self, steps: Iterable[tuple[Any, str, Any]]) -> StepChanges:
-        """``(job id, final status, workflow id)`` of steps just finished: release, fail onward, count."""
+    def finish(self, steps: Iterable[tuple[Any, str, Any]], counted: bool = False) -> StepChanges:
+        """``(job id, final status, workflow id)`` of steps just finished: release, fail onward, count.
+
+        ``counted``: their workflows' counts include them already (:func:`count_finished`).
+        """
         succeeded: list[Any] = []
         ended: list[Any] = []
         for job_id, status, workflow_id in steps:
-            self.count(workflow_id, status)
+            if not counted:
+                self.count(workflow_id, status)
             (succeeded if status == JobStatus.SUCCEEDED else ended).append(job_id)
         if succeeded:
-            self.count_down(Counter(step for step, _, _ in self.dependents(succeeded)))
+            self.count_down_after(succeeded)
         self.fail_onward(ended)
         self.save_counts()
         return self.changes
@@ -131,6 +136,20 @@ class Settling:
             edges += rows.values_list("step_id", "step__on_failure", "step__workflow_id")
         return edges
 
+    def count_down_after(self, succeeded: Sequence[Any]) -> None:
+        """Count down every step waiting for these, one statement per chunk; release those at 0."""
+        connection = connections[self.using]
+        prep = Job._meta.pk.get_db_prep_value  # type: ignore[union-attr]
+        to_python = Job._meta.pk.to_python  # type: ignore[union-attr]
+        ready: list[Any] = []
+        for chunk in chunks(succeeded):
+            with connection.cursor() as cursor:
+                cursor.execute(statements.count_down_sql(len(chunk)), [prep(pk, connection) for pk in chunk])
+                rows = cursor.fetchall()
+            ready += [to_python(step) for step, waiting_for, _ in rows if waiting_for == 0]
+        if ready:
+            self.release(ready)
+
     def count_down(self, counts: Counter[Any]) -> None:
         """Count each step down by its number; release those that reach 0."""
         steps = WorkflowStep.objects.db_manager(self.using)
@@ -140,17 +159,18 @@ class Settling:
         for amount, ids in by_amount.items():
             for chunk in chunks(ids):
                 steps.filter(pk__in=chunk).update(waiting_for=F("waiting_for") - amount)
-        self.release(list(counts))
+        ready: list[Any] = []
+        for chunk in chunks(list(counts)):
+            ready += steps.filter(pk__in=chunk, waiting_for=0).values_list("pk", flat=True)
+        self.release(ready)
 
     def release(self, candidates: Sequence[Any]) -> None:
-        """Queue the waiting steps among ``candidates`` that wait for nothing more, in running workflows."""
+        """Queue the steps among ``candidates`` (waiting for nothing) still waiting, in running workflows."""
+        running = [pk for pk, workflow in self.workflows.items() if workflow.status == WorkflowStatus.RUNNING]
         ready: list[tuple[Any, bool, str]] = []
         for chunk in chunks(candidates):
             rows = WorkflowStep.objects.db_manager(self.using).filter(
-                pk__in=chunk,
-                waiting_for=0,
-                job__status=JobStatus.WAITING,
-                workflow__status=WorkflowStatus.RUNNING,
+                pk__in=chunk, job__status=JobStatus.WAITING, workflow_id__in=running
             )
             ready += rows.values_list("pk", "takes_result", "job__queue_name")
         if not ready:
@@ -195,15 +215,17 @@ class Settling:
         return cancelled
 
     def save_counts(self) -> None:
-        """Add what finished to each workflow's counts; a workflow whose every step finished ends."""
-        for workflow_id, done in self.finished.items():
-            workflow = self.workflows.get(workflow_id)
-            if workflow is None or not done:
-                continue
+        """Add what else finished to each workflow's counts; a workflow whose every step finished ends."""
+        for workflow_id, workflow in self.workflows.items():
+            done, failed = self.finished[workflow_id], self.failed[workflow_id]
             workflow.steps_finished += done
-            workflow.steps_failed += self.failed[workflow_id]
-            end_if_done(workflow, self.now)
-            workflow.save(using=self.using, update_fields=COUNT_FIELDS)
+            workflow.steps_failed += failed
+            ending = not getattr(workflow, "finished_before", False) and end_if_done(workflow, self.now)
+            if ending:
+                workflow.save(using=self.using, update_fields=COUNT_FIELDS)
+                workflow.refresh_from_db(using=self.using)
+            elif done:
+                workflow.save(using=self.using, update_fields=["steps_finished", "steps_failed"])
             self.changes.workflows.append(workflow)
         self.finished.clear()
         self.failed.clear()
@@ -212,14 +234,18 @@ class Settling:
 COUNT_FIELDS = ["steps_finished", "steps_failed", "status", "finished_at"]
 
 
-def end_if_done(workflow: Workflow, now: datetime) -> None:
-    """Once every step finished: ``succeeded`` if all did, else ``failed`` (a cancelled workflow stays so)."""
+def end_if_done(workflow: Workflow, now: datetime) -> bool:
+    """Once every step finished: ``succeeded`` if all did, else ``failed`` (a cancelled workflow stays so).
+
+    True if it ended just now.
+    """
     if workflow.finished_at is not None or workflow.steps_finished < workflow.step_count:
-        return
+        return False
     workflow.finished_at = now
     if workflow.status == WorkflowStatus.RUNNING:
         failed = workflow.steps_failed > 0
         workflow.status = WorkflowStatus.FAILED if failed else WorkflowStatus.SUCCEEDED
+    return True
 
 
 def pass_results(using: str, step_ids: Sequence[Any]) -> None:
@@ -249,11 +275,48 @@ def settle_finished(
 ) -> StepChanges:
     """Steps just finished (``(job id, status, workflow id)``, their rows written in this transaction).
 
-    Locks their workflows, releases or cancels their dependents, and counts them.
-    Call inside the transaction that wrote the outcomes.
+    Counts them in their workflows (which locks those), then releases or cancels their
+    dependents. Call inside the transaction that wrote the outcomes.
     """
-    workflows = lock_workflows(using, {workflow_id for _, _, workflow_id in steps})
-    return Settling(using, now, workflows, notify).finish(steps)
+    finished: Counter[Any] = Counter()
+    failed: Counter[Any] = Counter()
+    for _, status, workflow_id in steps:
+        finished[workflow_id] += 1
+        failed[workflow_id] += status != JobStatus.SUCCEEDED
+    workflows = count_finished(using, finished, failed)
+    return Settling(using, now, workflows, notify).finish(steps, counted=True)
+
+
+def count_finished(using: str, finished: Counter[Any], failed: Counter[Any]) -> dict[Any, Workflow]:
+    """Add to the workflows' counts, in id order (one order for everybody): each UPDATE takes the row lock.
+
+    The workflows come back with their counts and status only (what deciding their end
+    needs); one that ends is read whole before it is announced.
+    """
+    connection = connections[using]
+    pk = Workflow._meta.pk
+    workflows = {}
+    for workflow_id in sorted(finished):
+        with connection.cursor() as cursor:
+            params = [
+                finished[workflow_id],
+                failed[workflow_id],
+                pk.get_db_prep_value(workflow_id, connection),
+            ]  # type: ignore[union-attr]
+            cursor.execute(statements.count_finished_sql(), params)
+            row = cursor.fetchone()
+        if row is not None:
+            workflow = Workflow(
+                pk=pk.to_python(row[0]),  # type: ignore[union-attr]
+                status=row[1],
+                step_count=row[2],
+                steps_finished=row[3],
+                steps_failed=row[4],
+            )
+            workflow._state.adding, workflow._state.db = False, using
+            workflow.finished_before = row[5] is not None  # type: ignore[attr-defined]
+            workflows[workflow.pk] = workflow
+    return workflows
 
 
 def settle_outcomes(
