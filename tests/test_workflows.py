@@ -429,3 +429,14 @@ def in_background(target):
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def test_a_workflow_whose_steps_were_all_pruned_is_pruned_too(settings):
+    settings.BOURBON_JOBS = {**settings.BOURBON_JOBS, "RETENTION": {"succeeded": 60}}
+    done = chain((wt.add_one, 1), wt.add_one).dispatch()
+    drain()
+    waiting = chain((wt.add_one, 1), wt.add_one).dispatch()
+    assert maintenance.prune_finished(timezone.now() + timedelta(seconds=61)) == 2
+    assert not Workflow.objects.filter(pk=done.id).exists()
+    assert Workflow.objects.filter(pk=waiting.id).exists()
+    assert Job.objects.filter(workflow_id=waiting.id).count() == 2

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Subquery
 
 from django_bourbon_jobs.models import (
     FINISHED_STATUSES,
@@ -483,3 +483,15 @@ def reopen_steps(
     for chunk in chunks(queued):
         takers += steps.filter(pk__in=chunk, takes_result=True).values_list("pk", flat=True)
     pass_results(using, takers)
+
+
+def prune_empty_workflows(using: str, limit: int) -> int:
+    """Delete up to ``limit`` workflows none of whose steps is left (pruned by ``RETENTION``, or deleted).
+
+    A workflow's steps are inserted in its own transaction, so a new one is never seen empty.
+    """
+    workflows = Workflow.objects.db_manager(using)
+    steps_left = Job.objects.db_manager(using).filter(workflow=OuterRef("pk"))
+    empty = workflows.filter(~Exists(steps_left)).order_by().values("pk")[:limit]
+    deleted, _ = workflows.filter(pk__in=Subquery(empty)).delete()
+    return deleted

@@ -187,6 +187,7 @@ def prune_finished(now: datetime, using: str = "default", max_batches: int | Non
             batches += 1
             if deleted < conf.PRUNE_BATCH:
                 break
+    steps.prune_empty_workflows(using, conf.PRUNE_BATCH)
     return total
 
 
