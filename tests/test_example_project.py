@@ -43,4 +43,6 @@ def test_workflow_demo_runs_the_documented_example(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Workflow demo finished: every workflow ended as expected." in done.stdout
-    assert "notify       SUCCESSFUL {'user_id': 7, 'message': '3 new: Kettle, Teapot, Strainer'}" in done.stdout
+    assert (
+        "notify       SUCCESSFUL {'user_id': 7, 'message': '3 new: Kettle, Teapot, Strainer'}" in done.stdout
+    )

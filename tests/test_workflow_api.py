@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.workflows import Workflow, chain
 from tests import workflow_tasks as wt
-from tests.conftest import drain
+from tests.conftest import RedisServer, drain, needs_redis_server, redis_settings
 from tests.streams import EventReader, Uvicorn
 from tests.test_sse import session_cookie, start_worker
 from tests.test_websocket import messages, socket
@@ -168,6 +168,29 @@ def test_events_follow_a_workflow_to_its_end(live_server: Any, alice: User, monk
     refused = EventReader(live_server.url, f"{API}{run.id}/events/", session_cookie(stranger))
     assert refused.response.status == 404
     refused.close()
+
+
+@needs_redis_server
+def test_with_redis_a_workflows_events_arrive_by_pub_sub(
+    live_server: Any, alice: User, redis_server: RedisServer, monkeypatch: Any
+) -> None:
+    """No poll and no heartbeat for a minute: only Redis messages (its steps' and its own) wake the stream."""
+    from django_bourbon_jobs.api.workflows import WorkflowViewSet
+
+    monkeypatch.setattr(WorkflowViewSet, "stream_poll_interval", 60.0)
+    monkeypatch.setattr(WorkflowViewSet, "stream_heartbeat_interval", 60.0)
+    with redis_settings(redis_server):
+        run = chain((wt.add_one, 1), wt.add_one).dispatch(dispatched_by=alice)
+        reader = EventReader(live_server.url, f"{API}{run.id}/events/", session_cookie(alice), timeout=10)
+        assert [reader.next_event()["event"] for _ in range(3)] == ["step", "step", "workflow"]
+        worker = start_worker()
+        events = list(iter(reader.next_event, None))
+        worker.join(10)
+        reader.close()
+    assert (events[-1]["event"], events[-1]["data"]["status"]) == ("workflow", "succeeded")
+    assert {e["data"]["name"]: e["data"]["status"] for e in events if e["event"] == "step"}["2-add_one"] == (
+        "succeeded"
+    )
 
 
 def test_a_workflows_events_over_websocket(alice: User, bob: User, tmp_path: Path) -> None:
