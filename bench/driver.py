@@ -19,6 +19,12 @@ BENCH_SYSTEM / BENCH_DB / BENCH_REDIS_URL / BENCH_CONN_MAX_AGE set. Scenario ``c
 
 Scenario ``backlog`` (ours only): drain rate of the first N jobs of a 100,000-job backlog
 in a table that also holds 1,000,000 finished rows, against N jobs in an empty table.
+
+Scenario ``workflow`` (ours only): a ``group`` of N no-op steps with one callback step
+(``stamp``): the dispatch time (one transaction), the drain of the members by P burst
+processes, how long after the last member finished the callback started, how many times
+it ran; then the same N no-ops dispatched with ``dispatch_many`` and drained, for the
+cost of being in a workflow.
 """
 
 from __future__ import annotations
@@ -173,6 +179,10 @@ class Ours(RowSystem):
         from django_bourbon_jobs import dispatch_many
 
         dispatch_many(self.noop_task(), [None] * n)
+
+    def reset(self) -> None:
+        """Workflow steps reference jobs (and workflows their steps): they go too."""
+        execute(f"TRUNCATE {self.table} CASCADE")
         return True
 
     def commands(self, processes, burst):
@@ -909,13 +919,108 @@ def backlog(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- workflow (ours)
+
+
+def fan_in_round(system: Ours, args: argparse.Namespace, log: Path) -> dict:
+    """``group(N noops).then(stamp)``: dispatch, drain, and the callback's pickup after the last member."""
+    from benchapp.tasks import noop, stamp
+
+    from django_bourbon_jobs.models import Job, Workflow
+    from django_bourbon_jobs.workflows import group
+
+    system.reset()
+    token = f"callback-{uuid.uuid4()}"
+    t0 = time.perf_counter()
+    run = group(*[(noop, None)] * args.fan_in, name="bench fan-in").then(stamp, token).dispatch()
+    dispatch_s = time.perf_counter() - t0
+    t_wall0, workers, desc = burst_workers(system, args, log)
+    workflow = Workflow.objects.get(pk=run.id)
+    members = Job.objects.filter(workflow_id=run.id).exclude(pk=run.steps["then"].id)
+    last_member = max(members.values_list("finished_at", flat=True), default=None)
+    stamps = [float(t) for t in _column("SELECT t FROM bench_stamp WHERE token = %s", (token,))]
+    callback_start = min(stamps, default=None)
+    last = last_member.timestamp() if last_member else None
+    return {
+        "command": desc,
+        "steps": args.fan_in + 1,
+        "status": workflow.status,
+        "dispatch_s": round(dispatch_s, 3),
+        "dispatch_rate": round((args.fan_in + 1) / dispatch_s, 1),
+        "members_drain_s": round(last - t_wall0, 3) if last else None,
+        "members_rate": round(args.fan_in / (last - t_wall0), 1) if last else None,
+        "callback_runs": len(stamps),
+        "callback_after_last_member_ms": round((callback_start - last) * 1000, 1)
+        if callback_start and last
+        else None,
+        "workflow_finished_after_last_member_ms": (
+            round((workflow.finished_at.timestamp() - last) * 1000, 1)
+            if workflow.finished_at and last
+            else None
+        ),
+        **workers.memory(),
+    }
+
+
+def burst_workers(system: Ours, args: argparse.Namespace, log: Path) -> tuple[float, Workers, str]:
+    """Spawn burst workers and wait for them to exit (no polling of the jobs meanwhile)."""
+    from django.db import connection
+
+    connection.close()
+    cmds, desc = system.commands(args.processes, burst=True)
+    t_wall0 = time.time()
+    workers = Workers(cmds, log)
+    deadline = time.monotonic() + args.deadline
+    while time.monotonic() < deadline and not workers.all_exited():
+        workers.sample_memory()
+        time.sleep(0.1)
+    workers.stop()
+    return t_wall0, workers, desc
+
+
+def plain_round(system: Ours, args: argparse.Namespace, log: Path) -> dict:
+    """The same no-ops outside any workflow (``dispatch_many``), drained the same way."""
+    system.reset()
+    system.bulk_enqueue(args.fan_in)
+    t_wall0, _, _ = burst_workers(system, args, log)
+    last = epoch(scalar("SELECT max(finished_at) FROM bourbon_jobs_job WHERE status = 'succeeded'"))
+    done = int(scalar("SELECT count(*) FROM bourbon_jobs_job WHERE status = 'succeeded'"))
+    drain_s = last - t_wall0 if last and done == args.fan_in else None
+    return {
+        "plain_drain_s": round(drain_s, 3) if drain_s else None,
+        "plain_rate": round(args.fan_in / drain_s, 1) if drain_s else None,
+    }
+
+
+def _column(sql: str, params: tuple | list = ()) -> list:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def workflow(system: Ours, args: argparse.Namespace, logdir: Path) -> dict:
+    """``--workflow-rounds`` fan-in rounds, each followed by the same no-ops outside a workflow."""
+    rounds = []
+    for n in range(args.workflow_rounds):
+        fan_in = fan_in_round(system, args, logdir / f"ours-workflow-{n + 1}.log")
+        fan_in.update(plain_round(system, args, logdir / f"ours-plain-{n + 1}.log"))
+        if fan_in["members_rate"] and fan_in["plain_rate"]:
+            fan_in["members_vs_plain"] = round(fan_in["members_rate"] / fan_in["plain_rate"], 3)
+        rounds.append(fan_in)
+    ratios = sorted((r for r in rounds if r.get("members_vs_plain")), key=lambda r: r["members_vs_plain"])
+    median = ratios[len(ratios) // 2] if ratios else rounds[0]
+    return {**median, "rounds": rounds}
+
+
 # --------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("system", choices=sorted(SYSTEM_CLASSES))
-    parser.add_argument("--scenario", choices=["compare", "backlog"], default="compare")
+    parser.add_argument("--scenario", choices=["compare", "backlog", "workflow"], default="compare")
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--single-jobs", type=int, default=2_000)
     parser.add_argument("--processes", type=int, default=2)
@@ -930,6 +1035,8 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=1_000_000)
     parser.add_argument("--backlog-measure", type=int, default=20_000)
     parser.add_argument("--backlog-rounds", type=int, default=3)
+    parser.add_argument("--fan-in", type=int, default=10_000)
+    parser.add_argument("--workflow-rounds", type=int, default=3)
     args = parser.parse_args()
     args.jobs_enqueued = 0
     logdir = Path(args.logdir)
@@ -946,6 +1053,10 @@ def main() -> None:
     out: dict = {"system": args.system}
     if args.scenario == "backlog":
         out["backlog"] = backlog(system, args, logdir)
+        print("BENCH-RESULT " + json.dumps(out), flush=True)
+        return
+    if args.scenario == "workflow":
+        out["workflow"] = workflow(system, args, logdir)
         print("BENCH-RESULT " + json.dumps(out), flush=True)
         return
 

@@ -5,6 +5,7 @@ Run from the repository root:
     python3.12 bench/run.py --docs docs/performance.md   # everything, ~15 minutes
     python3.12 bench/run.py --scenario compare --systems ours,vtasks --skip-latency
     python3.12 bench/run.py --scenario backlog            # ours: 100k backlog, 1M history
+    python3.12 bench/run.py --scenario workflow           # ours: a group of 10,000 with one callback
 
 Each system gets its own virtualenv ``bench/.venv-<name>/`` (created here with Python
 3.12, packages installed with pip; ``ours_redis`` shares ``.venv-ours``), a fresh
@@ -297,6 +298,10 @@ def run_driver(name: str, args: argparse.Namespace, logdir: Path, tag: str, scen
         str(args.backlog_measure),
         "--backlog-rounds",
         str(args.backlog_rounds),
+        "--fan-in",
+        str(args.fan_in),
+        "--workflow-rounds",
+        str(args.workflow_rounds),
     ]
     if name == "ours" and scenario == "compare" and args.scaling:
         cmd += ["--scaling", args.scaling]
@@ -564,6 +569,41 @@ def report(
     return "\n".join(lines)
 
 
+WORKFLOW_HEADER = [
+    "round",
+    "dispatch s",
+    "members s",
+    "members/s",
+    "plain/s",
+    "x plain",
+    "callback runs",
+    "callback after last ms",
+    "status",
+]
+
+
+def workflow_report(result: dict, args: argparse.Namespace) -> str:
+    """The fan-in scenario: one row per round (a group of ``--fan-in`` no-ops, then one callback)."""
+    if "error" in result:
+        return "workflow: ERROR\n" + result["error"]
+    rows = [
+        [
+            str(n),
+            fmt(r.get("dispatch_s"), ".2f"),
+            fmt(r.get("members_drain_s"), ".2f"),
+            fmt(r.get("members_rate"), ",.0f"),
+            fmt(r.get("plain_rate"), ",.0f"),
+            fmt(r.get("members_vs_plain"), ".2f"),
+            fmt(r.get("callback_runs"), "d"),
+            fmt(r.get("callback_after_last_member_ms"), ".1f"),
+            str(r.get("status")),
+        ]
+        for n, r in enumerate(g(result, "workflow", "rounds") or [], start=1)
+    ]
+    title = f"group of {args.fan_in:,} no-ops, then one callback; {args.processes} processes, burst"
+    return title + "\n" + plain(WORKFLOW_HEADER, rows)
+
+
 def write_docs(path: Path, text: str) -> None:
     """Replace the text between the BEGIN/END markers of ``path`` (or append it)."""
     begin, end = "<!-- bench:begin (written by bench/run.py --docs) -->", "<!-- bench:end -->"
@@ -580,7 +620,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", choices=["all", "compare", "backlog"], default="all")
+    parser.add_argument("--scenario", choices=["all", "compare", "backlog", "workflow"], default="all")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs in the drain test (default 10000)")
     parser.add_argument("--single-jobs", type=int, default=2_000, help="jobs in the single-enqueue test")
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help="comma-separated subset")
@@ -617,6 +657,12 @@ def main() -> None:
         default=3,
         help="(empty, big) drain pairs in the backlog scenario; the median ratio is reported",
     )
+    parser.add_argument(
+        "--fan-in", type=int, default=10_000, help="group members in the workflow scenario (one callback)"
+    )
+    parser.add_argument(
+        "--workflow-rounds", type=int, default=3, help="fan-in rounds; the median vs-plain ratio is reported"
+    )
     parser.add_argument("--skip-install", action="store_true", help="reuse existing venvs, no pip")
     parser.add_argument("--python", default=None, help="Python 3.12 used to create the venvs")
     parser.add_argument("--docs", default=None, help="also write the report into this Markdown file")
@@ -626,7 +672,7 @@ def main() -> None:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"unknown systems {unknown}; choose from {sorted(SYSTEMS)}")
-    if args.scenario == "backlog":
+    if args.scenario in ("backlog", "workflow"):
         systems = ["ours"]
 
     started = time.monotonic()
@@ -680,9 +726,23 @@ def main() -> None:
         backlog = run_driver("ours", args, logdir, "backlog", "backlog")
         print(json.dumps(g(backlog, "backlog", "ratio")) + f"  [{backlog.get('wall_s')} s]", flush=True)
 
+    workflow = None
+    if args.scenario == "workflow":
+        print("[workflow] ours ...", end=" ", flush=True)
+        workflow = run_driver("ours", args, logdir, "workflow", "workflow")
+        print(f"[{workflow.get('wall_s')} s]", flush=True)
+        print(workflow_report(workflow, args))
+
     (logdir / "results.json").write_text(
         json.dumps(
-            {"args": vars(args), "machine": mach, "versions": vers, "runs": runs, "backlog": backlog},
+            {
+                "args": vars(args),
+                "machine": mach,
+                "versions": vers,
+                "runs": runs,
+                "backlog": backlog,
+                "workflow": workflow,
+            },
             indent=2,
             default=str,
         )

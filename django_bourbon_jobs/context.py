@@ -1,4 +1,5 @@
-"""The context a ``takes_context=True`` job receives: Django's, plus progress and cancellation."""
+"""The context a ``takes_context=True`` job receives: Django's, plus progress, cancellation and,
+for a workflow step, its dependencies' results."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events import publish
-from django_bourbon_jobs.exceptions import JobCancelled
+from django_bourbon_jobs.exceptions import JobCancelled, StepFailed
 from django_bourbon_jobs.serialization import storable_text
 
 
@@ -45,6 +46,21 @@ class ProgressReporter:
 class JobContext(TaskContext):  # type: ignore[misc]  # Django's TaskContext is frozen; its stub says not
     progress: ProgressReporter = field(repr=False)
     cancel_flag: threading.Event = field(repr=False)
+    loaded_dependencies: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Filled on the first read of :attr:`dependency_results`."""
+
+    @property
+    def dependency_results(self) -> dict[str, Any]:
+        """A workflow step's dependencies by step name: the return value of each that succeeded, and a
+        :class:`~django_bourbon_jobs.exceptions.StepFailed` for each that did not (only an
+        ``on_failure="continue"`` step runs after one did not). Empty for a job outside a workflow.
+
+        Read from the database on first use, so a step that does not look costs nothing.
+        """
+        job = self.progress.job
+        if not self.loaded_dependencies and getattr(job, "workflow_id", None) is not None:
+            self.loaded_dependencies.update(dependency_results(job.pk))
+        return dict(self.loaded_dependencies)
 
     def report_progress(self, current: float, total: float | None = None, message: str = "") -> None:
         """Record how far the job is; readers see it within ``PROGRESS_INTERVAL``."""
@@ -58,3 +74,16 @@ class JobContext(TaskContext):  # type: ignore[misc]  # Django's TaskContext is 
     def raise_if_cancel_requested(self) -> None:
         if self.cancel_flag.is_set():
             raise JobCancelled("The job was asked to stop.")
+
+
+def dependency_results(job_id: Any) -> dict[str, Any]:
+    """What :attr:`JobContext.dependency_results` shows for the step ``job_id``."""
+    from django_bourbon_jobs.models import JobStatus, StepDependency
+
+    edges = StepDependency.objects.filter(step_id=job_id).values_list(
+        "after__name", "after__job__status", "after__job__return_value", "after__job__errors"
+    )
+    return {
+        name: value if status == JobStatus.SUCCEEDED else StepFailed(name, status, errors)
+        for name, status, value, errors in edges
+    }

@@ -92,6 +92,11 @@ def _prepared(handler: Task, options: dict[str, Any]) -> Task:
     )
 
 
+def prepared_task(handler: Task, options: dict[str, Any]) -> Task:
+    """``handler`` with :func:`dispatch_async`'s options applied, ready for its backend."""
+    return _with_extras(_prepared(handler, options), options)
+
+
 def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskResult:
     """Queue ``handler(payload)`` and return its ``TaskResult`` at once; ``result.id`` is the job id.
 
@@ -104,7 +109,7 @@ def dispatch_async(handler: Task, payload: Any = None, **options: Any) -> TaskRe
     ``unique_key`` and ``unique_while`` (``"active"`` or ``"queued"``): while a job of
     this task with that key is in scope, the dispatch returns it and writes nothing.
     """
-    task = _with_extras(_prepared(handler, options), options)
+    task = prepared_task(handler, options)
     if not getattr(task, "idempotency_key", ""):
         return task.enqueue(payload)
     return _enqueue_once(task, payload)
@@ -143,7 +148,7 @@ def dispatch_many(handler: Task, payloads: Iterable[Any], **options: Any) -> lis
     is not JSON raises ``InvalidPayload`` and no job is written. The task's
     backend must provide ``enqueue_many`` (``DatabaseBackend`` does).
     """
-    task = _with_extras(_prepared(handler, options), options)
+    task = prepared_task(handler, options)
     backend = task.get_backend()
     if not hasattr(backend, "enqueue_many"):
         raise TypeError(f"Backend {type(backend).__name__} cannot enqueue in bulk; use dispatch_async().")

@@ -69,3 +69,29 @@ class Retry(BourbonJobsError):
 
 class Fail(BourbonJobsError):
     """Raised by a job to fail at once, whatever attempts it has left."""
+
+
+class WorkflowError(BourbonJobsError, ValueError):
+    """A workflow that cannot be dispatched as built: a cycle, an unknown or repeated step name.
+
+    Raised by ``Workflow.add`` or ``Workflow.dispatch`` before anything is written.
+    """
+
+
+class WorkflowDoesNotExist(BourbonJobsError, LookupError):
+    """``get_workflow()`` was given an id no workflow has."""
+
+
+class StepFailed(BourbonJobsError):
+    """A dependency that did not succeed, as ``context.dependency_results`` shows it to an
+    ``on_failure="continue"`` step: its ``status`` (``failed`` or ``cancelled``) and its ``errors``.
+    """
+
+    def __init__(self, step: str, status: str, errors: list[dict[str, object]]) -> None:
+        self.step = step
+        self.status = status
+        self.errors = errors
+        last = errors[-1] if errors else {}
+        self.exception_class_path = str(last.get("exception_class_path", ""))
+        detail = f": {self.exception_class_path}: {last.get('message', '')}" if last else ""
+        super().__init__(f"Step {step!r} {status}{detail}")

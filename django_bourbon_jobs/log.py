@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django_bourbon_jobs.models import Job
+    from django_bourbon_jobs.models import Job, Workflow
 
 logger = logging.getLogger("django_bourbon_jobs")
 
@@ -49,3 +49,20 @@ def _shown(value: Any) -> str:
     """A value as the line shows it: quoted when it holds spaces, so the line still splits on them."""
     text = str(value)
     return repr(text) if any(char.isspace() for char in text) else text
+
+
+def workflow_event(workflow: Workflow, event: str, **extra: Any) -> None:
+    """One line per workflow state change, with ``workflow_id``, ``workflow``, ``status`` and ``progress``."""
+    level = logging.ERROR if event == "failed" else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    fields = {
+        "workflow_id": str(workflow.pk),
+        "workflow": workflow.name,
+        "status": workflow.status,
+        "progress": f"{workflow.steps_finished}/{workflow.step_count}",
+        "event": event,
+        **extra,
+    }
+    detail = " ".join(f"{key}={value}" for key, value in fields.items())
+    logger.log(level, "workflow %s", detail, extra=fields)

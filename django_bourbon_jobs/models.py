@@ -16,10 +16,34 @@ from django.db.models import Q
 from django.utils import timezone
 
 from django_bourbon_jobs.ids import uuid7
+from django_bourbon_jobs.workflow_models import (
+    OnFailure,
+    StepDependency,
+    Workflow,
+    WorkflowStatus,
+    WorkflowStep,
+)
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "OUTCOME_FIELDS",
+    "PENDING_STATUSES",
+    "Job",
+    "JobQuerySet",
+    "JobStatus",
+    "OnFailure",
+    "StepDependency",
+    "Worker",
+    "Workflow",
+    "WorkflowStatus",
+    "WorkflowStep",
+]
 
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
+    WAITING = "waiting", "Waiting"
+    """A workflow step whose dependencies have not all finished: no claim matches it."""
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
@@ -27,11 +51,16 @@ class JobStatus(models.TextChoices):
 
 
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.WAITING)
+"""Not started yet: queued, or a workflow step waiting for its dependencies."""
 
 
 class JobQuerySet(models.QuerySet["Job"]):
     def queued(self) -> JobQuerySet:
         return self.filter(status=JobStatus.QUEUED)
+
+    def pending(self) -> JobQuerySet:
+        return self.filter(status__in=PENDING_STATUSES)
 
     def running(self) -> JobQuerySet:
         return self.filter(status=JobStatus.RUNNING)
@@ -62,8 +91,8 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.running().filter(lease_expires_at__lt=now)
 
     def cancel(self, now: datetime) -> int:
-        """Cancel the queued jobs among these; running and finished ones are left alone."""
-        return self.queued().update(status=JobStatus.CANCELLED, finished_at=now)
+        """Cancel the pending jobs among these; running and finished ones are left alone."""
+        return self.pending().update(status=JobStatus.CANCELLED, finished_at=now)
 
     def retry(self, now: datetime) -> int:
         """Queue failed and cancelled jobs again with fresh attempts; their error history stays."""
@@ -139,7 +168,7 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DB_SET_NULL,
         related_name="+",
         db_index=False,  # bourbon_job_dispatcher below: partial, so the many anonymous jobs cost nothing
         help_text="The user whose request dispatched the job, when there was one.",
@@ -178,6 +207,16 @@ class Job(models.Model):
         db_default=False,  # hand-written INSERTs (COPY, benchmarks) may leave it out
         help_text="The current attempt's code has started, as its worker's last heartbeat reported: "
         "a job whose lease runs out before that is given back its attempt.",
+    )
+
+    workflow = models.ForeignKey(
+        "bourbon_jobs.Workflow",
+        null=True,
+        blank=True,
+        on_delete=models.DB_CASCADE,
+        related_name="jobs",
+        db_index=False,  # bourbon_job_workflow below: partial, so jobs outside workflows cost nothing
+        help_text="The workflow this job is a step of (its WorkflowStep says which).",
     )
 
     objects = JobQuerySet.as_manager()
@@ -219,6 +258,9 @@ class Job(models.Model):
                 fields=["dispatched_by", "idempotency_key", "enqueued_at"],
                 condition=~Q(idempotency_key=""),
                 name="bourbon_job_idempotency",
+            ),
+            models.Index(
+                fields=["workflow"], condition=Q(workflow__isnull=False), name="bourbon_job_workflow"
             ),
         ]
         # Unique jobs: at most one job per (task, key) in its scope. Partial, so that jobs

@@ -16,6 +16,8 @@ from django_bourbon_jobs.models import Job, JobStatus
 
 STATUS_TO_DJANGO = {
     JobStatus.QUEUED: TaskResultStatus.READY,
+    # A workflow step waiting for its dependencies will run; it is not running yet.
+    JobStatus.WAITING: TaskResultStatus.READY,
     JobStatus.RUNNING: TaskResultStatus.RUNNING,
     JobStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
     JobStatus.FAILED: TaskResultStatus.FAILED,

@@ -7,3 +7,6 @@ job_finished = Signal()
 
 job_retried = Signal()
 """Sent with ``job=<Job>`` once a failed or cancelled job is queued again (``operations.retry``)."""
+
+workflow_finished = Signal()
+"""Sent with ``workflow=<Workflow>`` once every step of a workflow has finished (its status is final)."""

@@ -439,7 +439,7 @@ def test_dashboard_counts_chart_queues_and_workers(admin_client):
     assert len(queries.captured_queries) <= 8
     html = response.content.decode()
     counts = {value: count for value, _, count in response.context["status_counts"]}
-    assert counts == {"queued": 1, "running": 1, "succeeded": 3, "failed": 1, "cancelled": 0}
+    assert counts == {"queued": 1, "waiting": 0, "running": 1, "succeeded": 3, "failed": 1, "cancelled": 0}
     assert '<svg id="bourbon-throughput-chart"' in html
     assert "4 finished, 1 failed; failure rate <strong>25.0%</strong>" in html
     assert sum(bar.succeeded_height > 0 for bar in response.context["bars"]) == 1

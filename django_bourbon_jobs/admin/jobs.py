@@ -33,7 +33,7 @@ from django_bourbon_jobs.admin.live import DashboardStream
 from django_bourbon_jobs.admin.paginator import CappedCountPaginator
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events.sse import TooManyStreams, open_stream
-from django_bourbon_jobs.models import Job, Worker
+from django_bourbon_jobs.models import Job, Worker, WorkflowStep
 from django_bourbon_jobs.permissions import Action, can_act, can_view_all, owns, visible_jobs
 
 JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
@@ -45,7 +45,14 @@ JSON_FIELDS: dict[str, Callable[[Job], Any]] = {
 
 SUMMARY_FIELDS = ("id", "status_badge", "task_path", "queue_name", "priority", "attempts_of_max")
 TIMELINE_FIELDS = ("timeline_display", "run_after", "due_at", "duration", "worker_link", "dispatched_by")
-OTHER_FIELDS = ("idempotency_key", "unique_key", "unique_while", "callback_url", "cancel_requested_at")
+OTHER_FIELDS = (
+    "workflow_link",
+    "idempotency_key",
+    "unique_key",
+    "unique_while",
+    "callback_url",
+    "cancel_requested_at",
+)
 
 
 class JobAdminBase(admin.ModelAdmin):
@@ -251,6 +258,16 @@ class JobAdmin(JobAdminBase):
     @admin.display(description="timeline")
     def timeline_display(self, job: Job) -> SafeString:
         return display.render_timeline(job)
+
+    @admin.display(description="workflow")
+    def workflow_link(self, job: Job) -> SafeString | str:
+        if job.workflow_id is None:
+            return "—"
+        step = WorkflowStep.objects.filter(pk=job.pk).values_list("name", flat=True).first()
+        url = reverse(
+            "admin:bourbon_jobs_workflow_change", args=[job.workflow_id], current_app=self.admin_site.name
+        )
+        return format_html('<a href="{}">{}</a> (step {})', url, job.workflow_id, step)
 
     @admin.display(description="worker")
     def worker_link(self, job: Job) -> SafeString | str:

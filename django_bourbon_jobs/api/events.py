@@ -100,7 +100,7 @@ class JobStream(EventStream):
 class JobsStream(EventStream):
     """Follows every job of ``queryset`` (the caller's visible jobs) and yields an event per change.
 
-    It first sends each open job (queued or running), then every job that changes or is
+    It first sends each open job (queued, waiting or running), then every job that changes or is
     dispatched while it runs, as :class:`JobStream` would, reading at most once per
     ``min_gap``: with Redis on any job's event, without it every ``poll_interval``.
     ``limit`` bounds how many jobs one read looks at (the newest).
@@ -123,7 +123,8 @@ class JobsStream(EventStream):
         return JobEvents.for_all_jobs(self.poll_interval)
 
     def read(self) -> list[Job]:
-        recent = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]) | Q(enqueued_at__gte=self.opened)
+        recent = Q(status__in=[JobStatus.QUEUED, JobStatus.WAITING, JobStatus.RUNNING])
+        recent |= Q(enqueued_at__gte=self.opened)
         recent |= Q(finished_at__gte=self.opened)
         try:
             return list(self.queryset.filter(recent).order_by("-enqueued_at")[: self.limit])

@@ -46,6 +46,13 @@ class JobSchema(AutoSchema):
         return ["jobs"]
 
 
+class WorkflowSchema(AutoSchema):
+    """The same for the workflow views."""
+
+    def get_tags(self) -> list[str]:
+        return ["workflows"]
+
+
 def extend_schema(base: type[AutoSchema] = JobSchema, **kwargs: Any) -> Callable[[Any], Any]:
     """drf-spectacular's ``extend_schema`` for a view method, built on ``base`` (the view's schema class).
 

@@ -3,8 +3,9 @@
 ``pip install "django-bourbon-jobs[websocket]"``, then route
 :data:`websocket_urlpatterns` in your ASGI application (see ``docs/api.md``)::
 
-    ws/jobs/<id>/   one job's events until it finishes, as its Server-Sent Events stream sends them
-    ws/jobs/        every job of the caller: the open ones at once, then each change
+    ws/jobs/<id>/       one job's events until it finishes, as its Server-Sent Events stream sends them
+    ws/jobs/            every job of the caller: the open ones at once, then each change
+    ws/workflows/<id>/  one workflow's events (``workflow``, ``step``) until it finishes
 
 Each message is a JSON text frame ``{"event", "id", "data"}`` (``status``,
 ``progress``, ``gone``, ``heartbeat``), ``data`` being the job as ``GET /jobs/{id}/``
@@ -30,10 +31,11 @@ from django.urls import path
 
 from django_bourbon_jobs.api.events import JobsStream, JobStream
 from django_bourbon_jobs.api.serializers import JobSerializer
+from django_bourbon_jobs.api.workflows import StepSerializer, WorkflowSerializer, WorkflowStream
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events.sse import TooManyStreams, slots
 from django_bourbon_jobs.events.stream import END, OPENING, EventStream, Pump
-from django_bourbon_jobs.permissions import visible_jobs
+from django_bourbon_jobs.permissions import visible_jobs, visible_workflows
 
 NOT_AUTHENTICATED, NOT_FOUND, TOO_MANY = 4401, 4404, 4429
 
@@ -61,6 +63,8 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
 
     pump_task: asyncio.Task[None] | None = None
     release: Any = None
+    id_kwarg = "job_id"
+    """The route's keyword that names what to follow."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -68,7 +72,7 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=NOT_AUTHENTICATED)
             return
         stream = await database_sync_to_async(self.build_stream)(
-            self.scope["url_route"]["kwargs"].get("job_id")
+            self.scope["url_route"]["kwargs"].get(self.id_kwarg)
         )
         if stream is None:
             await self.close(code=NOT_FOUND)
@@ -129,8 +133,31 @@ def _exists(jobs: Any, job_id: str) -> bool:
         return False
 
 
+class WorkflowEventsConsumer(JobEventsConsumer):
+    """One workflow's events, as its Server-Sent Events stream sends them."""
+
+    id_kwarg = "workflow_id"
+
+    def build_stream(self, workflow_id: str | None) -> EventStream | None:
+        request = _ScopeRequest(self.scope)
+        workflows = visible_workflows(request.user)
+        if workflow_id is None or not _exists(workflows, workflow_id):
+            return None
+        context = {"request": request}
+        stream = WorkflowStream(
+            queryset=workflows,
+            workflow_id=workflows.get(pk=workflow_id).pk,
+            represent=lambda row: dict(WorkflowSerializer(row, context=context).data),
+            represent_step=lambda step: dict(StepSerializer(step, context=context).data),
+            poll_interval=self.poll_interval,
+        )
+        stream.heartbeat_interval, stream.max_seconds = self.heartbeat_interval, self.max_seconds
+        return stream
+
+
 websocket_urlpatterns = [
     path("ws/jobs/", JobEventsConsumer.as_asgi()),
     path("ws/jobs/<str:job_id>/", JobEventsConsumer.as_asgi()),
+    path("ws/workflows/<str:workflow_id>/", WorkflowEventsConsumer.as_asgi()),
 ]
 """Route these in your ASGI application's ``"websocket"`` branch (under ``URLRouter``)."""

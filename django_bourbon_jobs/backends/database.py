@@ -152,6 +152,14 @@ class DatabaseBackend(BaseTaskBackend):
             log.job_event(job, "queued")
         return results
 
+    def build_job(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any], now: datetime) -> Any:
+        """The unsaved ``Job`` row ``enqueue`` would write (a workflow writes its steps itself).
+
+        Raises ``InvalidTask`` or ``InvalidPayload`` as ``enqueue`` would.
+        """
+        self.validate_task(task)
+        return self._build_job(task, args, kwargs, now)
+
     def _check_redis(self) -> list[checks.CheckMessage]:
         if self.redis_alias is None:
             return []

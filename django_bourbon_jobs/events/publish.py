@@ -22,6 +22,7 @@ from django_bourbon_jobs.events.redis_channels import (
     enqueued_channel,
     job_event,
     outages,
+    workflow_event,
 )
 
 PUBLISH_ALL = """
@@ -93,7 +94,31 @@ def publish_job_events(jobs: list[Any]) -> None:
     """Announce state or progress changes of ``jobs`` (already stored) to their subscribers."""
     alias = configured_alias()
     if alias and jobs:
-        publisher.publish_soon(alias, [job_event(job) for job in jobs])
+        publisher.publish_soon(alias, job_messages(jobs))
+
+
+def job_messages(jobs: Iterable[Any]) -> list[tuple[str, str]]:
+    """Each job's event, and one wake-up per workflow that a step among them belongs to."""
+    messages = [job_event(job) for job in jobs]
+    workflows = {job.workflow_id for job in jobs if getattr(job, "workflow_id", None) is not None}
+    return messages + [workflow_event(workflow_id) for workflow_id in sorted(workflows)]
+
+
+def publish_workflow_events(workflows: Iterable[Any]) -> None:
+    """Announce that these workflows (already stored) changed."""
+    alias = configured_alias()
+    messages = [workflow_event(workflow.pk, workflow.status) for workflow in workflows]
+    if alias and messages:
+        publisher.publish_soon(alias, messages)
+
+
+def publish_enqueued(queue_names: Iterable[str]) -> None:
+    """Wake the workers that hear enqueues from Redis (those that cannot LISTEN): jobs became due."""
+    alias = configured_alias()
+    names = sorted(queue_names)
+    if alias and names:
+        channel = enqueued_channel()
+        publisher.publish_soon(alias, [(channel, name) for name in names])
 
 
 def publish_after_commit(alias: str, queue_name: str, using: str) -> None:
@@ -121,5 +146,7 @@ def publish_job_changes(job_ids: Iterable[Any], using: str) -> None:
 def _publish_stored(alias: str, job_ids: list[Any], using: str) -> None:
     from django_bourbon_jobs.models import Job
 
-    jobs = Job.objects.db_manager(using).filter(pk__in=job_ids).only("id", "status", "progress")
-    publisher.publish_soon(alias, [job_event(job) for job in jobs])
+    jobs = (
+        Job.objects.db_manager(using).filter(pk__in=job_ids).only("id", "status", "progress", "workflow_id")
+    )
+    publisher.publish_soon(alias, job_messages(list(jobs)))

@@ -104,6 +104,16 @@ def job_event(job: Any) -> tuple[str, str]:
     return job_channel(job.pk), json.dumps(payload)
 
 
+def workflow_channel(workflow_id: object) -> str:
+    """Where a workflow's changes are announced: its own, and each of its steps'."""
+    return f"{namespace()}:bourbon_jobs:workflow:{workflow_id}"
+
+
+def workflow_event(workflow_id: object, status: str | None = None) -> tuple[str, str]:
+    """A wake-up for the workflow's readers; ``status`` when the workflow itself changed."""
+    return workflow_channel(workflow_id), json.dumps({"workflow_id": str(workflow_id), "status": status})
+
+
 _MESSAGES = {
     "publish": (
         "Redis %r unreachable (%s); workers fall back to polling",

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models import Field
 
 from django_bourbon_jobs.models import Job, JobStatus
-from django_bourbon_jobs.store import statements
+from django_bourbon_jobs.store import statements, steps
 
 INSERT_BATCH = 1000
 """Rows per INSERT statement in :meth:`PortableStore.insert_many`."""
@@ -86,11 +86,32 @@ class PortableStore:
 
     def record_outcomes(self, using: str, worker_id: str, jobs: Sequence[Job]) -> int:
         """Store the outcome each job carries where ``worker_id`` still holds it; returns rows written."""
+        return sum(cursor.rowcount for cursor in self._write_outcomes(using, worker_id, jobs))
+
+    def record_step_outcomes(
+        self, using: str, worker_id: str, jobs: Sequence[Job], now: datetime
+    ) -> steps.StepChanges:
+        """:meth:`record_outcomes` for a batch holding workflow steps, in one transaction with what follows.
+
+        The steps that finished release (or cancel) their dependents and count in their
+        workflows' progress before the transaction commits (see :mod:`.steps`).
+        """
+        with transaction.atomic(using=using):
+            written = [
+                row
+                for cursor in self._write_outcomes(using, worker_id, jobs, True)
+                for row in cursor.fetchall()
+            ]
+            return steps.settle_outcomes(using, jobs, written, now, self.notify)
+
+    def _write_outcomes(
+        self, using: str, worker_id: str, jobs: Sequence[Job], returning: bool = False
+    ) -> Iterator[Any]:
+        """Run the outcome statements; yields each one's cursor, to read its count or its rows."""
         connection = connections[using]
         fields = [
             f for name in statements.OUTCOME_FIELDS if isinstance(f := Job._meta.get_field(name), Field)
         ]
-        written = 0
         for start in range(0, len(jobs), OUTCOME_CHUNK):
             chunk = jobs[start : start + OUTCOME_CHUNK]
             params: list[Any] = []
@@ -98,9 +119,12 @@ class PortableStore:
                 params.extend(f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields)
             params += [JobStatus.RUNNING.value, worker_id]
             with connection.cursor() as cursor:
-                cursor.execute(statements.values_outcome_sql(len(chunk)), params)
-                written += cursor.rowcount
-        return written
+                cursor.execute(statements.values_outcome_sql(len(chunk), returning), params)
+                yield cursor
+
+    def insert_rows(self, rows: Sequence[models.Model], using: str) -> None:
+        """Insert rows of one model, each with all its own values (a workflow's jobs and steps)."""
+        self.insert_many(rows, using)
 
     def release(self, using: str, worker_id: str, job_ids: Collection[Any]) -> int:
         """Put back jobs ``worker_id`` claimed but never started; the claim does not count as an attempt."""

@@ -33,11 +33,12 @@ from __future__ import annotations
 import functools
 import json
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connections, models
 from django.db.models import Field, JSONField
+from django.db.models.fields import AutoFieldMixin
 
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.store import pgbound, statements
@@ -112,14 +113,34 @@ class PostgresStore(PortableStore):
             cursor.execute(sql, params)
             return [_job_from_row(using, row) for row in cursor.fetchall()]
 
-    def record_outcomes(self, using: str, worker_id: str, jobs: Sequence[Job]) -> int:
-        """The batch as one bound JSON parameter (see the module doc)."""
+    def _write_outcomes(
+        self, using: str, worker_id: str, jobs: Sequence[Job], returning: bool = False
+    ) -> Iterator[Any]:
+        """The batch as one bound JSON parameter (see the module doc), whatever its size."""
         if not jobs:
-            return 0
+            return
         batch = json.dumps([_as_record(job) for job in jobs])
         with pgbound.cursor(connections[using]) as cursor:
-            cursor.execute(statements.recordset_outcome_sql(), [batch, JobStatus.RUNNING.value, worker_id])
-            return int(cursor.rowcount)
+            sql = statements.recordset_outcome_sql(returning)
+            cursor.execute(sql, [batch, JobStatus.RUNNING.value, worker_id])
+            yield cursor
+
+    def insert_rows(self, rows: Sequence[models.Model], using: str) -> None:
+        """COPY rows of one model, each with all its own values; call inside a transaction."""
+        if not rows:
+            return
+        connection = connections[using]
+        model = type(rows[0])
+        fields = [
+            f
+            for f in model._meta.concrete_fields
+            if isinstance(f, Field) and not isinstance(f, AutoFieldMixin)
+        ]
+        columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([_copy_value(f, f.pre_save(row, True), connection) for f in fields])
 
 
 _walking_connections: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -33,7 +33,7 @@ import functools
 
 from django.db.models import JSONField
 
-from django_bourbon_jobs.models import Job
+from django_bourbon_jobs.models import Job, StepDependency, Workflow, WorkflowStep
 
 FIELDS = Job._meta.concrete_fields
 ATTNAMES = [field.attname for field in FIELDS]
@@ -88,8 +88,11 @@ def extend_leases_sql(started: int) -> str:
 
 
 @functools.cache
-def values_outcome_sql(rows: int) -> str:
-    """The batch as ``VALUES`` rows (portable: SQLite names their columns column1..N)."""
+def values_outcome_sql(rows: int, returning: bool = False) -> str:
+    """The batch as ``VALUES`` rows (portable: SQLite names their columns column1..N).
+
+    ``returning``: the rows written give back their ``id, status`` (for a batch with workflow steps).
+    """
     table = _table()
     row = "(" + ", ".join(["%s"] * len(OUTCOME_FIELDS)) + ")"
     values = f"VALUES {', '.join([row] * rows)}"
@@ -98,12 +101,12 @@ def values_outcome_sql(rows: int) -> str:
     return (
         f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
         f"FROM (SELECT {columns} FROM ({values})) AS v WHERE {table}.id = v.id "
-        f"AND {table}.status = %s AND {table}.worker_id = %s"
+        f"AND {table}.status = %s AND {table}.worker_id = %s{_returning(returning)}"
     )
 
 
 @functools.cache
-def recordset_outcome_sql() -> str:
+def recordset_outcome_sql(returning: bool = False) -> str:
     """PostgreSQL: the batch as one JSON array of objects, so one statement text fits every batch."""
     table = _table()
     columns = ", ".join(f"{name} {OUTCOME_TYPES[name]}" for name in OUTCOME_FIELDS)
@@ -111,5 +114,43 @@ def recordset_outcome_sql() -> str:
     return (
         f"UPDATE {table} SET {assignments}, lease_expires_at = NULL "
         f"FROM json_to_recordset(%s::json) AS v({columns}) "
-        f"WHERE {table}.id = v.id AND {table}.status = %s AND {table}.worker_id = %s"
+        f"WHERE {table}.id = v.id AND {table}.status = %s AND {table}.worker_id = %s{_returning(returning)}"
+    )
+
+
+def _returning(returning: bool) -> str:
+    return f" RETURNING {_table()}.id, {_table()}.status" if returning else ""
+
+
+# Workflow steps (:mod:`.steps`): the two statements every outcome batch with steps runs.
+
+
+def count_finished_sql() -> str:
+    """Add finished (and failed) steps to a workflow's counts, taking its row lock.
+
+    Parameters: steps finished, steps failed, the workflow's id. Gives back ``id, status,
+    step_count, steps_finished, steps_failed, finished_at`` (the last as the database has it:
+    only whether it is NULL counts).
+    """
+    return (
+        f"UPDATE {Workflow._meta.db_table} SET steps_finished = steps_finished + %s, "
+        "steps_failed = steps_failed + %s WHERE id = %s "
+        "RETURNING id, status, step_count, steps_finished, steps_failed, finished_at"
+    )
+
+
+@functools.cache
+def count_down_sql(finished: int) -> str:
+    """Count down, by its edges from ``finished`` steps that succeeded, every step that waits for them.
+
+    Parameters: the ids of the steps that succeeded. Gives back ``job_id, waiting_for, workflow_id``
+    of each step counted down.
+    """
+    steps, edges = WorkflowStep._meta.db_table, StepDependency._meta.db_table
+    placeholders = ", ".join(["%s"] * finished)
+    return (
+        f"UPDATE {steps} SET waiting_for = {steps}.waiting_for - d.n "
+        f"FROM (SELECT step_id, COUNT(*) AS n FROM {edges} WHERE after_id IN ({placeholders}) "
+        f"GROUP BY step_id) AS d WHERE {steps}.job_id = d.step_id "
+        f"RETURNING {steps}.job_id, {steps}.waiting_for, {steps}.workflow_id"
     )

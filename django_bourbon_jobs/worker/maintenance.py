@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from django.db import transaction
 from django.db.models import Subquery
 
-from django_bourbon_jobs import store
+from django_bourbon_jobs import step_changes, store
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import WorkerLost
@@ -26,6 +26,7 @@ from django_bourbon_jobs.models import Job, JobStatus, Worker
 from django_bourbon_jobs.periodic.firing import PeriodicFirer
 from django_bourbon_jobs.retry import REFUNDS_PER_JOB
 from django_bourbon_jobs.serialization import error_record
+from django_bourbon_jobs.store import steps
 from django_bourbon_jobs.store.portable import PortableStore
 from django_bourbon_jobs.worker.announce import announce_outcome
 
@@ -59,14 +60,25 @@ def settle_lost_attempts(
     """
     manager = Job.objects.db_manager(using)
     settled = []
-    for job in jobs:
-        error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
-        note = refund_note(job) if refund_note else ""
-        if note and job.refunded_attempts < REFUNDS_PER_JOB:
-            error = {**error, "message": f"{error['message']} {note}", "charged": False}
-        if manager.settle_lost_attempt(job, error, now):
-            settled.append(job)
+    with transaction.atomic(using=using, savepoint=False):
+        for job in jobs:
+            error = error_record(WorkerLost(reason), worker_id=job.worker_id, attempt=job.attempts, at=now)
+            note = refund_note(job) if refund_note else ""
+            if note and job.refunded_attempts < REFUNDS_PER_JOB:
+                error = {**error, "message": f"{error['message']} {note}", "charged": False}
+            if manager.settle_lost_attempt(job, error, now):
+                settled.append(job)
+        _fail_steps_onward(settled, using, now)
     return settled
+
+
+def _fail_steps_onward(settled: list[Job], using: str, now: datetime) -> None:
+    """Workflow steps that failed for good cancel their dependents, in the transaction that failed them."""
+    failed = [(job.pk, job.status, job.workflow_id) for job in settled if job.workflow_id is not None]
+    failed = [step for step in failed if step[1] == JobStatus.FAILED]
+    if failed:
+        changes = steps.settle_finished(using, failed, now, store.for_connection(using).notify)
+        transaction.on_commit(lambda: step_changes.announce(changes, using), using=using)
 
 
 def _unless_reported_started(job: Job) -> str:
@@ -182,6 +194,7 @@ def prune_finished(now: datetime, using: str = "default", max_batches: int | Non
             batches += 1
             if deleted < conf.PRUNE_BATCH:
                 break
+    steps.prune_empty_workflows(using, conf.PRUNE_BATCH)
     return total
 
 

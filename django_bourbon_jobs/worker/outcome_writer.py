@@ -10,11 +10,13 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
+from django_bourbon_jobs import step_changes
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import OutcomeNotStored
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.serialization import error_record, storable
 from django_bourbon_jobs.store.portable import PortableStore
+from django_bourbon_jobs.store.steps import StepChanges
 from django_bourbon_jobs.worker.announce import announce_outcome
 from django_bourbon_jobs.worker.pool import ExecutorPool
 
@@ -43,6 +45,8 @@ class OutcomeWriter:
     write_failures: dict[Any, int] = field(default_factory=dict)
     written: int = 0
     """Outcomes settled so far (for ``max_jobs``)."""
+    steps_changed: list[StepChanges] = field(default_factory=list)
+    """What writing workflow steps' outcomes released or cancelled, to announce after the batch."""
 
     def run_once(self) -> int:
         """Returns the attempts settled. A connection error propagates with the batch kept for next time."""
@@ -68,6 +72,8 @@ class OutcomeWriter:
                 started=self.pool.executor.started.pop(job.pk, None),
                 exception=self.pool.executor.raised.pop(job.pk, None),
             )
+        while self.steps_changed:
+            step_changes.announce(self.steps_changed.pop(0), self.using)
         return len(settled)
 
     def _store(self, done: list[Job]) -> list[Job]:
@@ -83,7 +89,11 @@ class OutcomeWriter:
     def _record(self, jobs: list[Job]) -> Exception | None:
         """Write outcomes; the error if the database refused them (a connection error propagates)."""
         try:
-            self.store.record_outcomes(self.using, self.worker_id, jobs)
+            if any(job.workflow_id is not None for job in jobs):
+                changes = self.store.record_step_outcomes(self.using, self.worker_id, jobs, self.now())
+                self.steps_changed.append(changes)
+            else:
+                self.store.record_outcomes(self.using, self.worker_id, jobs)
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001  (a row the database refuses must not stop the worker)
