@@ -9,6 +9,7 @@ bourbon_jobs.E006  the backend has unknown OPTIONS (from the backend)
 bourbon_jobs.E007  the backend's OPTIONS["REDIS"] names no django-redis cache (from the backend)
 bourbon_jobs.E008  an API_TASKS entry does not import to a Task
 bourbon_jobs.E009  the jobs database is PostgreSQL through psycopg 2 (psycopg 3 is required)
+bourbon_jobs.E020  a QUEUE_LIMITS entry is malformed (a bad rate, a limit below 1, an unknown key)
 bourbon_jobs.W001  the middleware is installed but STATUS_URL_NAME is not set
 """
 

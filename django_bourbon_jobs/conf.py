@@ -19,6 +19,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from django_bourbon_jobs.exceptions import ConfigurationError
+from django_bourbon_jobs.limits import LimitSpec, check_queue_limits, queue_specs
 
 DAY = 86400.0
 DEFAULT_RETENTION: dict[str, float | None] = {"succeeded": 7 * DAY, "cancelled": 7 * DAY, "failed": 30 * DAY}
@@ -84,6 +85,8 @@ class BourbonSettings:
     """Non-public networks webhooks may reach (``"10.0.0.0/8"``); public addresses need no listing."""
     WEBHOOK_TIMEOUT: float = 10.0
     """Seconds one webhook delivery attempt may take."""
+    QUEUE_LIMITS: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Per queue: ``{"emails": {"concurrency": 5, "rate_limit": "10/s"}}`` (docs/flow-control.md)."""
 
     @property
     def default_backoff(self) -> Callable[..., float | None]:
@@ -209,6 +212,9 @@ def validate(raw: object) -> list[tuple[str, str]]:
     problems = [
         ("bourbon_jobs.E001", f"BOURBON_JOBS has an unknown key {key!r}.") for key in sorted(set(raw) - known)
     ]
+    problems += [
+        ("bourbon_jobs.E020", message) for message in check_queue_limits(raw.get("QUEUE_LIMITS", {}))
+    ]
     for key in sorted(set(raw) & known):
         reason = _check_key(key, raw[key])
         if reason:
@@ -237,7 +243,14 @@ def get_settings() -> BourbonSettings:
     return BourbonSettings(**raw)
 
 
+@functools.cache
+def queue_limit_specs() -> dict[str, LimitSpec]:
+    """``QUEUE_LIMITS`` parsed, by queue name."""
+    return queue_specs(get_settings().QUEUE_LIMITS)
+
+
 @receiver(setting_changed)
 def _reset_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "BOURBON_JOBS":
         get_settings.cache_clear()
+        queue_limit_specs.cache_clear()

@@ -7,3 +7,11 @@ job_finished = Signal()
 
 job_retried = Signal()
 """Sent with ``job=<Job>`` once a failed or cancelled job is queued again (``operations.retry``)."""
+
+circuit_opened = Signal()
+"""Sent with ``key``, ``task_path``, ``until`` (no attempt starts before it), ``failures`` and
+``reason`` once a task's circuit breaker opens (again, after a failed trial attempt)."""
+
+circuit_closed = Signal()
+"""Sent with ``key``, ``task_path``, ``failures`` and ``reason`` once a circuit closes: its trial
+attempt succeeded, or an operator closed it (``operations.close_circuit``)."""

@@ -234,3 +234,43 @@ def hogs_memory(payload):
 @task(max_attempts=2)
 def naps_twice(payload):
     return naps.func(payload)
+
+
+def _record_span(payload, started):
+    """Append ``start end`` (epoch seconds) to ``payload['path']``: one short line, one O_APPEND write."""
+    time.sleep(payload.get("seconds", 0.05))
+    with open(payload["path"], "a") as fh:
+        fh.write(f"{started!r} {time.time()!r}\n")
+
+
+@task(concurrency=3)
+def three_at_a_time(payload):
+    _record_span(payload, time.time())
+
+
+@task(concurrency=2)
+def two_at_a_time(payload):
+    return payload
+
+
+@task(rate_limit="5/s")
+def five_per_second(payload):
+    _record_span(payload, time.time())
+
+
+@task(rate_limit="3/s")
+def three_per_second(payload):
+    return payload
+
+
+@task(concurrency=1, queue_name="emails")
+def one_email_at_a_time(payload):
+    return payload
+
+
+@task(circuit_breaker={"threshold": 3, "cooldown": 1}, max_attempts=1)
+def guarded(payload):
+    """Fails while the file ``payload['down']`` exists: a service that is down."""
+    if Path(payload["down"]).exists():
+        raise ConnectionError("the service is down")
+    return "up"

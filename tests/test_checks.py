@@ -38,6 +38,11 @@ def test_the_test_settings_pass():
         ({"REDIS_NAMESPACE": 7}, "bourbon_jobs.E002", "'REDIS_NAMESPACE'"),
         ({"API_MAX_PAYLOAD_DEPTH": 0}, "bourbon_jobs.E002", "'API_MAX_PAYLOAD_DEPTH'"),
         ({"STATUS_URL_NAME": "no-such-url"}, "bourbon_jobs.E003", "does not reverse"),
+        ({"QUEUE_LIMITS": ["emails"]}, "bourbon_jobs.E020", "must be a dict of queue name"),
+        ({"QUEUE_LIMITS": {"emails": {"concurrency": 0}}}, "bourbon_jobs.E020", "at least 1"),
+        ({"QUEUE_LIMITS": {"emails": {"rate_limit": "10/d"}}}, "bourbon_jobs.E020", "'100/m'"),
+        ({"QUEUE_LIMITS": {"emails": {"rate_limit": "10/s", "burst": 2}}}, "bourbon_jobs.E020", "'emails'"),
+        ({"QUEUE_LIMITS": {"emails": {}}}, "bourbon_jobs.E020", "'concurrency' and/or 'rate_limit'"),
     ],
 )
 def test_bad_settings_are_reported(value, check_id, words):
@@ -53,6 +58,11 @@ def test_broken_settings_also_raise_when_used():
         with pytest.raises(ConfigurationError, match="BATCH_SIZE"):
             get_settings()
     assert get_settings().BATCH_SIZE == 32
+
+
+def test_good_queue_limits_pass():
+    limits = {"emails": {"concurrency": 5, "rate_limit": "10/s"}, "reports": {"rate_limit": "100/h"}}
+    assert ids(BOURBON_JOBS={"STATUS_URL_NAME": "job-status", "QUEUE_LIMITS": limits}) == []
 
 
 def test_middleware_without_status_url_warns():

@@ -18,10 +18,23 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from django_bourbon_jobs import bulk, log, store
+from django_bourbon_jobs.conf import queue_limit_specs
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import InvalidPayload
+from django_bourbon_jobs.limits import LimitError, LimitSpec, limit_key_for
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import BourbonTask, max_attempts_of, task_options
+
+
+def _limit_specs_of(task: Task) -> tuple[LimitSpec | None, LimitSpec | None]:
+    """The task's own limits and its queue's (``QUEUE_LIMITS``), each ``None`` if it has none."""
+    options = task_options(task)
+    return options.limit_spec() if options else None, queue_limit_specs().get(task.queue_name)
+
+
+def limit_specs(task: Task) -> list[LimitSpec]:
+    """Every limit that holds the task's jobs: its own, its queue's."""
+    return [spec for spec in _limit_specs_of(task) if spec is not None]
 
 
 def _saved_user(user: Any) -> Any:
@@ -60,6 +73,10 @@ class DatabaseBackend(BaseTaskBackend):
             raise InvalidTask("timeout must be a number of seconds greater than 0.")
         if options.backoff is not None and not callable(options.backoff):
             raise InvalidTask("backoff must be a callable (exception, task_result) -> seconds or None.")
+        try:
+            options.limit_spec()
+        except LimitError as exc:
+            raise InvalidTask(str(exc)) from exc
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         from django_bourbon_jobs.models import Job
@@ -69,7 +86,10 @@ class DatabaseBackend(BaseTaskBackend):
         job = self._build_job(task, args, kwargs)
         using = router.db_for_write(Job)
         due_now = job.run_after <= job.enqueued_at
-        store.for_connection(using).insert(job, using, notify=due_now)
+        storage = store.for_connection(using)
+        if job.limit_key:
+            storage.ensure_limits(using, limit_specs(task))
+        storage.insert(job, using, notify=due_now)
         if due_now and self.redis_alias:
             publish.publish_after_commit(self.redis_alias, job.queue_name, using)
         result = to_task_result(job, self.alias, task)
@@ -96,6 +116,8 @@ class DatabaseBackend(BaseTaskBackend):
             using = router.db_for_write(Job)
             storage = store.for_connection(using)
             with transaction.atomic(using=using):
+                if template.limit_key:
+                    storage.ensure_limits(using, limit_specs(task))
                 storage.insert_many(jobs, using)
                 if jobs and jobs[0].run_after <= jobs[0].enqueued_at:
                     storage.notify(using, task.queue_name)
@@ -141,6 +163,7 @@ class DatabaseBackend(BaseTaskBackend):
             dispatched_by=_saved_user(getattr(task, "dispatched_by", None)),
             idempotency_key=getattr(task, "idempotency_key", ""),
             callback_url=getattr(task, "callback_url", None) or "",
+            limit_key=limit_key_for(*_limit_specs_of(task)),
         )
 
     @staticmethod

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import connections, models
 from django.db.models import Field
 
+from django_bourbon_jobs.limits import CircuitChange, LimitSpec
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.store import limits as limit_store
 from django_bourbon_jobs.store import statements
 
 INSERT_BATCH = 1000
@@ -52,8 +54,25 @@ class PortableStore:
         limit: int,
         now: datetime,
         lease_until: datetime,
+        limited: bool = False,
+        limited_room: int = 0,
     ) -> list[Job]:
-        """Claim up to ``limit`` due jobs for ``worker_id``: highest priority, then oldest, first."""
+        """Claim up to ``limit`` due jobs for ``worker_id``: highest priority, then oldest, first.
+
+        With ``limited`` (while ``Limit`` rows exist), limited jobs too: at most
+        ``limited_room`` of them, each within its limits (docs/flow-control.md).
+        """
+        if limited:
+            jobs = limit_store.claim_limited(
+                using=using,
+                worker_id=worker_id,
+                queues=queues,
+                limit=limit,
+                room_left=limited_room,
+                now=now,
+                lease_until=lease_until,
+            )
+            return in_claim_order(jobs)
         connection = connections[using]
         sql = statements.claim_sql(connection.features.has_select_for_update_skip_locked, len(queues))
         jobs = list(
@@ -101,6 +120,34 @@ class PortableStore:
                 cursor.execute(statements.values_outcome_sql(len(chunk)), params)
                 written += cursor.rowcount
         return written
+
+    def record_limited_outcomes(
+        self, using: str, worker_id: str, jobs: Sequence[Job], now: datetime
+    ) -> tuple[int, list[CircuitChange]]:
+        """:meth:`record_outcomes` for a batch with limited jobs: their circuits count the outcomes."""
+        return limit_store.record_limited_outcomes(
+            lambda batch: self.record_outcomes(using, worker_id, batch), using, worker_id, jobs, now
+        )
+
+    def ensure_limits(self, using: str, specs: Iterable[LimitSpec]) -> None:
+        """Create or update the ``Limit`` rows of ``specs`` (an enqueue of a limited task does)."""
+        limit_store.ensure_limits(using, specs)
+
+    def sync_queue_limits(self, using: str, specs: Mapping[str, LimitSpec]) -> None:
+        """Make the queue rows match ``QUEUE_LIMITS`` (workers do, as they start)."""
+        limit_store.sync_queue_limits(using, specs)
+
+    def limits_exist(self, using: str) -> bool:
+        """Whether any ``Limit`` row exists (else the plain claim serves)."""
+        return limit_store.limits_exist(using)
+
+    def next_limit_opening(self, using: str, queues: Collection[str], now: datetime) -> datetime | None:
+        """When a rate window or an open circuit next lets a waiting job start; ``None`` if none waits so."""
+        return limit_store.next_opening(using, queues, now)
+
+    def close_circuit(self, using: str, key: str, reason: str) -> CircuitChange | None:
+        """Close an open circuit by hand; ``None`` if it is not open."""
+        return limit_store.close_circuit(using, key, reason)
 
     def release(self, using: str, worker_id: str, job_ids: Collection[Any]) -> int:
         """Put back jobs ``worker_id`` claimed but never started; the claim does not count as an attempt."""

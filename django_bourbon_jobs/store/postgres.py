@@ -40,8 +40,9 @@ from typing import Any
 from django.db import connections, models
 from django.db.models import Field, JSONField
 
+from django_bourbon_jobs.limits import queue_key
 from django_bourbon_jobs.models import Job, JobStatus
-from django_bourbon_jobs.store import pgbound, statements
+from django_bourbon_jobs.store import limit_statements, pgbound, statements
 from django_bourbon_jobs.store.portable import PortableStore, claim_params, in_claim_order
 
 CHANNEL = "bourbon_jobs"
@@ -114,13 +115,23 @@ class PostgresStore(PortableStore):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        limited: bool = False,
+        limited_room: int = 0,
     ) -> list[Job]:
-        """Claim up to ``limit`` due jobs, skipping rows other claimers hold (see the module doc)."""
+        """Claim up to ``limit`` due jobs, skipping rows other claimers hold (see the module doc).
+
+        With ``limited``, one statement claims limited jobs too (:mod:`.limit_statements`).
+        """
         connection = connections[using]
         prefer_index_walk(connection)
-        sql = statements.claim_sql(True, len(queues), async_commit=True)
+        if limited:
+            sql = limit_statements.limited_claim_sql(bool(queues))
+            params: Any = limited_claim_params(worker_id, queues, limit, limited_room, now, lease_until)
+        else:
+            sql = statements.claim_sql(True, len(queues), async_commit=True)
+            params = claim_params(connection, worker_id, queues, limit, now, lease_until)
         with pgbound.cursor(connection) as cursor:
-            cursor.execute(sql, claim_params(connection, worker_id, queues, limit, now, lease_until))
+            cursor.execute(sql, params)
             return in_claim_order([_job_from_row(using, row) for row in cursor.fetchall()])
 
     def record_outcomes(self, using: str, worker_id: str, jobs: Sequence[Job]) -> int:
@@ -131,6 +142,23 @@ class PostgresStore(PortableStore):
         with pgbound.cursor(connections[using]) as cursor:
             cursor.execute(statements.recordset_outcome_sql(), [batch, JobStatus.RUNNING.value, worker_id])
             return int(cursor.rowcount)
+
+
+def limited_claim_params(
+    worker_id: str, queues: Collection[str], limit: int, room: int, now: datetime, lease_until: datetime
+) -> dict[str, Any]:
+    """The named parameters of :func:`.limit_statements.limited_claim_sql`."""
+    names = sorted(queues)
+    return {
+        "now": now,
+        "epoch": now.timestamp(),
+        "limit": limit,
+        "room": room,
+        "worker_id": worker_id,
+        "lease_until": lease_until,
+        "queues": names,
+        "queue_keys": [queue_key(name) for name in names],
+    }
 
 
 _walking_connections: weakref.WeakSet[Any] = weakref.WeakSet()
