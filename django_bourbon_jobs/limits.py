@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -26,6 +26,7 @@ UNLIMITED = 2**31 - 1
 """What "no limit" counts as where a number is needed (the claim's arithmetic)."""
 TASK_PREFIX = "task:"
 QUEUE_PREFIX = "queue:"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LimitError(ValueError):
@@ -175,32 +176,48 @@ def check_queue_limits(value: object) -> list[str]:
 # The arithmetic both stores use (PostgreSQL's claim does the same in SQL).
 
 
-def rate_room(starts: Sequence[float], rate_limit: int | None, window: float | None, now: float) -> int:
-    """Starts a rate still allows at ``now`` (epoch seconds), given the recent ``starts``."""
+def micros(moment: datetime) -> int:
+    """``moment`` in whole microseconds since the epoch: how the window of recent starts keeps time.
+
+    Whole numbers compare exactly, in Python and in SQL alike; a start exactly one
+    window ago has left the window.
+    """
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def window_micros(window: float) -> int:
+    return round(window * 1_000_000)
+
+
+def rate_room(starts: Sequence[int], rate_limit: int | None, window: float | None, now: int) -> int:
+    """Starts a rate still allows at ``now``, given the recent ``starts`` (all in :func:`micros`)."""
     if rate_limit is None or window is None:
         return UNLIMITED
-    return max(rate_limit - sum(1 for t in starts if t > now - window), 0)
+    since = now - window_micros(window)
+    return max(rate_limit - sum(1 for t in starts if t > since), 0)
 
 
 def starts_after(
-    starts: Sequence[float], rate_limit: int | None, window: float | None, now: float, started: int
-) -> list[float]:
+    starts: Sequence[int], rate_limit: int | None, window: float | None, now: int, started: int
+) -> list[int]:
     """The recent starts once ``started`` more began at ``now``: the last ``rate_limit``, oldest first."""
     if rate_limit is None or window is None:
         return []
-    recent = sorted(t for t in starts if t > now - window) + [now] * started
+    since = now - window_micros(window)
+    recent = sorted(t for t in starts if t > since) + [now] * started
     return recent[-rate_limit:]
 
 
 def next_rate_opening(
-    starts: Sequence[float], rate_limit: int | None, window: float | None, now: float
-) -> float | None:
-    """When (epoch seconds) a full window lets one more start, or ``None`` if it lets one now."""
+    starts: Sequence[int], rate_limit: int | None, window: float | None, now: int
+) -> int | None:
+    """When (:func:`micros`) a full window lets one more start, or ``None`` if it lets one now."""
     if rate_room(starts, rate_limit, window, now) > 0:
         return None
     assert rate_limit is not None and window is not None
-    recent = sorted(t for t in starts if t > now - window)
-    return recent[-rate_limit] + window
+    since = now - window_micros(window)
+    recent = sorted(t for t in starts if t > since)
+    return recent[-rate_limit] + window_micros(window)
 
 
 def circuit_room(threshold: int | None, open_until: datetime | None, trial_job_id: Any, now: datetime) -> int:

@@ -292,7 +292,9 @@ class Limit(models.Model):
         default=0, db_default=0, help_text="Attempts running now (kept by triggers)."
     )
     recent_starts = models.JSONField(
-        default=list, blank=True, help_text="Epoch seconds of the last rate_limit starts, oldest first."
+        default=list,
+        blank=True,
+        help_text="The last rate_limit starts (microseconds since the epoch), oldest first.",
     )
     breaker_threshold = models.PositiveIntegerField(
         null=True,

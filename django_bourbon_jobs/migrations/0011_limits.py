@@ -123,7 +123,7 @@ class Migration(migrations.Migration):
                 ('rate_limit', models.PositiveIntegerField(blank=True, help_text='Starts per window of rate_window seconds; empty: no limit.', null=True)),
                 ('rate_window', models.FloatField(blank=True, null=True)),
                 ('running', models.IntegerField(db_default=0, default=0, help_text='Attempts running now (kept by triggers).')),
-                ('recent_starts', models.JSONField(blank=True, default=list, help_text='Epoch seconds of the last rate_limit starts, oldest first.')),
+                ('recent_starts', models.JSONField(blank=True, default=list, help_text='The last rate_limit starts (microseconds since the epoch), oldest first.')),
                 ('breaker_threshold', models.PositiveIntegerField(blank=True, help_text='Consecutive failed attempts that open the circuit; empty: no breaker.', null=True)),
                 ('breaker_cooldown', models.FloatField(blank=True, help_text='Seconds the circuit stays open.', null=True)),
                 ('failures', models.PositiveIntegerField(default=0, help_text='Consecutive failed attempts so far.')),

@@ -68,7 +68,7 @@ _CAP = (
     f"CASE WHEN concurrency IS NULL THEN {UNLIMITED} ELSE concurrency - running END, "
     f"CASE WHEN rate_limit IS NULL THEN {UNLIMITED} ELSE rate_limit - ("
     "SELECT count(*) FROM jsonb_array_elements_text(recent_starts) AS s(t) "
-    "WHERE s.t::float8 > %(epoch)s - rate_window) END, "
+    "WHERE s.t::bigint > %(epoch)s - round(rate_window * 1000000)::bigint) END, "
     f"CASE WHEN breaker_threshold IS NULL OR open_until IS NULL THEN {UNLIMITED} "
     "WHEN trial_job_id IS NOT NULL OR open_until > %(now)s THEN 0 ELSE 1 END"
     ") AS free FROM lim"
@@ -124,9 +124,9 @@ _STARTS_AFTER = (
     "CASE WHEN l.rate_limit IS NULL THEN '[]'::jsonb ELSE ("
     "SELECT COALESCE(jsonb_agg(t ORDER BY t), '[]'::jsonb) FROM ("
     "SELECT t FROM ("
-    "SELECT s.t::float8 AS t FROM jsonb_array_elements_text(l.recent_starts) AS s(t) "
-    "WHERE s.t::float8 > %(epoch)s - l.rate_window "
-    "UNION ALL SELECT %(epoch)s::float8 FROM generate_series(1, n.started)"
+    "SELECT s.t::bigint AS t FROM jsonb_array_elements_text(l.recent_starts) AS s(t) "
+    "WHERE s.t::bigint > %(epoch)s - round(l.rate_window * 1000000)::bigint "
+    "UNION ALL SELECT %(epoch)s::bigint FROM generate_series(1, n.started)"
     ") AS recent ORDER BY t DESC LIMIT l.rate_limit) AS kept) END"
 )
 
@@ -144,8 +144,8 @@ _CHARGED = (
 
 @functools.cache
 def limited_claim_sql(filtered: bool) -> str:
-    """Parameters (named): now, epoch (``now`` in epoch seconds), limit, room, worker_id,
-    lease_until, and with ``filtered`` queues (names) and queue_keys (``queue:<name>``)."""
+    """Parameters (named): now, epoch (``now`` as :func:`~django_bourbon_jobs.limits.micros`), limit,
+    room, worker_id, lease_until, and with ``filtered`` queues (names) and queue_keys (``queue:<name>``)."""
     columns = ", ".join(str(field.column) for field in FIELDS)
     parts = {
         "lim": _lim(filtered),

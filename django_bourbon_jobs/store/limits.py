@@ -54,7 +54,7 @@ def limits_exist(using: str) -> bool:
 def room(row: Limit, now: datetime) -> int:
     """How many more attempts ``row``'s limits let start at ``now``."""
     concurrency = limits.UNLIMITED if row.concurrency is None else row.concurrency - row.running
-    rate = limits.rate_room(row.recent_starts, row.rate_limit, row.rate_window, now.timestamp())
+    rate = limits.rate_room(row.recent_starts, row.rate_limit, row.rate_window, limits.micros(now))
     circuit = limits.circuit_room(row.breaker_threshold, row.open_until, row.trial_job_id, now)
     return max(min(concurrency, rate, circuit), 0)
 
@@ -136,7 +136,7 @@ def _charge(rows: Sequence[Limit], jobs: Sequence[Job], now: datetime) -> None:
         if not claimed:
             continue
         row.recent_starts = limits.starts_after(
-            row.recent_starts, row.rate_limit, row.rate_window, now.timestamp(), len(claimed)
+            row.recent_starts, row.rate_limit, row.rate_window, limits.micros(now), len(claimed)
         )
         if row.breaker_threshold is not None and row.open_until is not None:
             row.trial_job_id = claimed[0].pk
@@ -155,12 +155,12 @@ def next_opening(using: str, queues: Collection[str], now: datetime) -> datetime
         .filter(Q(key__startswith=limits.QUEUE_PREFIX) | Exists(waiting))
         .filter(Q(rate_limit__isnull=False) | Q(open_until__isnull=False))
     )
-    epoch = now.timestamp()
+    epoch = limits.micros(now)
     openings = []
     for row in rows:
         rate = limits.next_rate_opening(row.recent_starts, row.rate_limit, row.rate_window, epoch)
         if rate is not None:
-            openings.append(now + timedelta(seconds=rate - epoch))
+            openings.append(now + timedelta(microseconds=rate - epoch))
         if row.breaker_threshold is not None and row.open_until is not None and row.trial_job_id is None:
             openings.append(max(row.open_until, now))
     return min(openings, default=None)

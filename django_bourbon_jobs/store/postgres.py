@@ -40,7 +40,7 @@ from typing import Any
 from django.db import connections, models
 from django.db.models import Field, JSONField
 
-from django_bourbon_jobs.limits import queue_key
+from django_bourbon_jobs.limits import micros, queue_key
 from django_bourbon_jobs.models import Job, JobStatus
 from django_bourbon_jobs.store import limit_statements, pgbound, statements
 from django_bourbon_jobs.store.portable import PortableStore, claim_params, in_claim_order
@@ -151,7 +151,7 @@ def limited_claim_params(
     names = sorted(queues)
     return {
         "now": now,
-        "epoch": now.timestamp(),
+        "epoch": micros(now),
         "limit": limit,
         "room": room,
         "worker_id": worker_id,
