@@ -102,3 +102,31 @@ def test_queue_limits_hold_across_two_supervisors(runworkers, tmp_path):
     assert max_overlap([(start, end) for _, start, end in rows]) <= 2
     assert most_in_window([attempt for attempt, _, _ in rows], 1.0) <= 8
     assert Limit.objects.get(pk="queue:emails").running == 0
+
+
+def test_a_circuit_breaker_holds_across_two_supervisors(runworkers, tmp_path):
+    down = tmp_path / "down"
+    down.touch()
+    ids = [tasks.guarded.enqueue({"down": str(down)}).id for _ in range(40)]
+    supervisors = two_hosts(runworkers)
+    row = wait_until(
+        lambda: Limit.objects.filter(pk="task:tests.tasks.guarded", open_until__isnull=False).first(),
+        timeout=30,
+        message="the circuit to open",
+    )
+    down.unlink()
+    wait_until(
+        lambda: not Job.objects.filter(pk__in=ids, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).exists(),
+        timeout=60,
+        message="every job to finish once the service is back",
+    )
+    stop(supervisors)
+    jobs = Job.objects.filter(pk__in=ids)
+    assert jobs.filter(status=JobStatus.FAILED).count() >= 3
+    assert set(jobs.values_list("attempts", flat=True)) == {1}
+    after = list(jobs.filter(last_attempted_at__gt=row.opened_at).order_by("last_attempted_at"))
+    trial, *rest = after
+    assert trial.last_attempted_at >= row.open_until, "nothing started while the circuit was open"
+    assert trial.status == JobStatus.SUCCEEDED
+    assert rest and all(job.last_attempted_at >= trial.finished_at for job in rest), "one trial at a time"
+    assert Limit.objects.get(pk="task:tests.tasks.guarded").open_until is None
