@@ -182,6 +182,12 @@ class Job(models.Model):
                 condition=Q(status="queued") & ~Q(limit_key=""),
                 name="bourbon_job_limited",
             ),
+            # The limited claim: does a limited queue have due jobs (of any task)?
+            models.Index(
+                fields=["queue_name", "run_after"],
+                condition=Q(status="queued") & ~Q(limit_key=""),
+                name="bourbon_job_limited_queue",
+            ),
             models.Index(
                 "lease_expires_at",
                 condition=Q(status="running"),

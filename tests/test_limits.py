@@ -322,3 +322,19 @@ def test_a_worker_whose_due_jobs_are_all_over_their_limit_sleeps_and_starts_them
     finally:
         worker.request_stop()
         thread.join(30)
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_claim_locks_no_limit_row_while_none_of_its_jobs_is_due():
+    from django.db import transaction
+
+    with override_settings(BOURBON_JOBS={"QUEUE_LIMITS": {"emails": {"concurrency": 2}}}):
+        tasks.send_welcome_email.enqueue({"email": "a@x"})
+        tasks.two_at_a_time.enqueue(1)
+        finish(claim())
+        plain = tasks.echo.enqueue(2)
+        with transaction.atomic():
+            # Another transaction holds both rows meanwhile: a claim that locked them would wait.
+            list(Limit.objects.select_for_update().filter(pk__in=[KEY, "queue:emails"]))
+            jobs = in_thread(claim)
+    assert [str(job.pk) for job in jobs] == [plain.id]

@@ -155,5 +155,9 @@ class Migration(migrations.Migration):
             model_name='job',
             index=models.Index(models.F('limit_key'), models.OrderBy(models.F('priority'), descending=True), models.F('run_after'), models.F('id'), condition=models.Q(('status', 'queued'), models.Q(('limit_key', ''), _negated=True)), name='bourbon_job_limited'),
         ),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(condition=models.Q(('status', 'queued'), models.Q(('limit_key', ''), _negated=True)), fields=['queue_name', 'run_after'], name='bourbon_job_limited_queue'),
+        ),
         migrations.RunPython(create_triggers, drop_triggers),
     ]

@@ -6,11 +6,12 @@ used only while ``Limit`` rows exist; the plain claim skips every limited job
 (``limit_key = ''``), so without limits nothing changes. In order:
 
 ``lim``
-    locks, in key order, the ``Limit`` rows the claim may need: every queue row in
-    the worker's scope and every task row with due jobs. ``FOR UPDATE`` waits for
-    another claimer holding them and then reads their newest committed version, so
-    ``running`` (kept by triggers, migration ``0011_limits``) and the recent starts
-    are never a stale snapshot's.
+    locks, in key order, the ``Limit`` rows the claim may need: those with due jobs
+    in the worker's queues (indexes ``bourbon_job_limited`` and
+    ``bourbon_job_limited_queue``), so claims lock nothing while no limited job is
+    due. ``FOR UPDATE`` waits for another claimer holding them and then reads their
+    newest committed version, so ``running`` (kept by triggers, migration
+    ``0011_limits``) and the recent starts are never a stale snapshot's.
 ``cap``
     how many more attempts each key lets start now: the least of its free
     concurrency, its rate's room in the sliding window, and its circuit's (none
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import functools
 
-from django_bourbon_jobs.limits import UNLIMITED
+from django_bourbon_jobs.limits import QUEUE_PREFIX, UNLIMITED
 from django_bourbon_jobs.models import Job, JobStatus, Limit
 from django_bourbon_jobs.store.statements import ASYNC_COMMIT, FIELDS
 
@@ -52,13 +53,15 @@ def _queue_filter(filtered: bool, column: str = "queue_name") -> str:
 
 
 def _lim(filtered: bool) -> str:
+    due = f"SELECT 1 FROM {JOB} AS j WHERE j.status = '{QUEUED}' AND j.run_after <= %(now)s"
     queue_scope = " AND key = ANY(%(queue_keys)s)" if filtered else ""
     return (
         "SELECT key, concurrency, running, rate_limit, rate_window, recent_starts, breaker_threshold, "
         f"open_until, trial_job_id FROM {LIMIT} AS l "
-        f"WHERE (key LIKE 'queue:%%'{queue_scope}) OR (key LIKE 'task:%%' AND EXISTS ("
-        f"SELECT 1 FROM {JOB} AS j WHERE j.status = '{QUEUED}' AND j.limit_key = l.key "
-        f"AND j.run_after <= %(now)s{_queue_filter(filtered, 'j.queue_name')})) "
+        f"WHERE (key LIKE 'task:%%' AND EXISTS ({due} AND j.limit_key = l.key"
+        f"{_queue_filter(filtered, 'j.queue_name')})) "
+        f"OR (key LIKE 'queue:%%'{queue_scope} AND EXISTS ({due} AND j.limit_key <> '' "
+        f"AND j.queue_name = substr(l.key, {len(QUEUE_PREFIX) + 1}))) "
         "ORDER BY key FOR UPDATE"
     )
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from django_bourbon_jobs import limits
 from django_bourbon_jobs.models import Job, JobStatus, Limit
@@ -164,6 +164,20 @@ def next_opening(using: str, queues: Collection[str], now: datetime) -> datetime
         if row.breaker_threshold is not None and row.open_until is not None and row.trial_job_id is None:
             openings.append(max(row.open_until, now))
     return min(openings, default=None)
+
+
+def lock_rows_of(using: str, jobs: QuerySet[Job]) -> None:
+    """Lock, in key order, the ``Limit`` rows of the limited jobs among ``jobs``; inside a transaction.
+
+    Whatever moves several limited jobs out of ``running`` in one transaction (a hand-back,
+    a rescue) calls it first, so the triggers never take rows in another order than a
+    claim does (which would be a deadlock).
+    """
+    pairs = jobs.exclude(limit_key="").order_by().values_list("limit_key", "queue_name").distinct()
+    keys = sorted({key for limit_key, queue in pairs for key in (limit_key, limits.queue_key(queue))})
+    if keys:
+        rows = Limit.objects.db_manager(using).select_for_update().filter(key__in=keys).order_by("key")
+        list(rows.values_list("key", flat=True))
 
 
 def record_limited_outcomes(

@@ -6,8 +6,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, models
-from django.db.models import Field
+from django.db import connections, models, transaction
+from django.db.models import Field, QuerySet
 
 from django_bourbon_jobs.limits import CircuitChange, LimitSpec
 from django_bourbon_jobs.models import Job, JobStatus
@@ -151,17 +151,19 @@ class PortableStore:
 
     def release(self, using: str, worker_id: str, job_ids: Collection[Any]) -> int:
         """Put back jobs ``worker_id`` claimed but never started; the claim does not count as an attempt."""
-        return (
-            Job.objects.db_manager(using)
-            .held_by(worker_id)
-            .filter(pk__in=list(job_ids))
-            .update(
+        jobs = Job.objects.db_manager(using).held_by(worker_id).filter(pk__in=list(job_ids))
+        with transaction.atomic(using=using):
+            self.lock_limits_of(using, jobs)
+            return jobs.update(
                 status=JobStatus.QUEUED,
                 attempts=models.F("attempts") - 1,
                 worker_id="",
                 lease_expires_at=None,
             )
-        )
+
+    def lock_limits_of(self, using: str, jobs: QuerySet[Job]) -> None:
+        """Lock the ``Limit`` rows of the limited jobs among ``jobs`` in key order (see :mod:`.limits`)."""
+        limit_store.lock_rows_of(using, jobs)
 
 
 def claim_params(

@@ -43,7 +43,9 @@ class Claimer:
             return 0
         claimed_at = time.monotonic()
         now = self.now()
-        limited = self.limits is not None and self.limits.limited()
+        # A limited job starts when it is claimed: only as many as threads are free to start them.
+        idle = self.pool.idle_threads()
+        limited = idle > 0 and self.limits is not None and self.limits.limited()
         jobs = self.store.claim(
             using=self.using,
             worker_id=self.worker_id,
@@ -52,8 +54,7 @@ class Claimer:
             now=now,
             lease_until=now + self.lease,
             limited=limited,
-            # A limited job starts when it is claimed: only as many as threads are free to start them.
-            limited_room=self.pool.idle_threads() if limited else 0,
+            limited_room=idle if limited else 0,
         )
         if limited and self.limits is not None:
             self.limits.claimed(len(jobs), limit, now)
