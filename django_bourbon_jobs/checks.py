@@ -18,6 +18,7 @@ bourbon_jobs.E025  a PERIODIC schedule's timezone is unknown
 bourbon_jobs.E026  a PERIODIC schedule's args or kwargs are not a JSON list / object
 bourbon_jobs.E027  a PERIODIC schedule's missed is not "skip" or "run_latest"
 bourbon_jobs.E028  a PERIODIC schedule's queue_name, priority or enabled is refused
+bourbon_jobs.E030  a QUEUE_LIMITS entry is malformed (a bad rate, a limit below 1, an unknown key)
 bourbon_jobs.W001  the middleware is installed, STATUS_URL_NAME is not set and the API is not mounted
 """
 

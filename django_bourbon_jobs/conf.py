@@ -19,6 +19,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from django_bourbon_jobs.exceptions import ConfigurationError
+from django_bourbon_jobs.limits import LimitSpec, check_queue_limits, queue_specs
 
 DAY = 86400.0
 DEFAULT_RETENTION: dict[str, float | None] = {"succeeded": 7 * DAY, "cancelled": 7 * DAY, "failed": 30 * DAY}
@@ -90,6 +91,8 @@ class BourbonSettings:
     Each entry is checked by the system checks ``bourbon_jobs.E020``-``E028``."""
     PERIODIC_GRACE: float = 60.0
     """Seconds after its time a scheduled run may still fire; later, it counts as missed."""
+    QUEUE_LIMITS: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Per queue: ``{"emails": {"concurrency": 5, "rate_limit": "10/s"}}`` (docs/flow-control.md)."""
 
     @property
     def default_backoff(self) -> Callable[..., float | None]:
@@ -218,6 +221,9 @@ def validate(raw: object) -> list[tuple[str, str]]:
     problems = [
         ("bourbon_jobs.E001", f"BOURBON_JOBS has an unknown key {key!r}.") for key in sorted(set(raw) - known)
     ]
+    problems += [
+        ("bourbon_jobs.E030", message) for message in check_queue_limits(raw.get("QUEUE_LIMITS", {}))
+    ]
     for key in sorted(set(raw) & known):
         reason = _check_key(key, raw[key])
         if reason:
@@ -246,7 +252,14 @@ def get_settings() -> BourbonSettings:
     return BourbonSettings(**raw)
 
 
+@functools.cache
+def queue_limit_specs() -> dict[str, LimitSpec]:
+    """``QUEUE_LIMITS`` parsed, by queue name."""
+    return queue_specs(get_settings().QUEUE_LIMITS)
+
+
 @receiver(setting_changed)
 def _reset_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "BOURBON_JOBS":
         get_settings.cache_clear()
+        queue_limit_specs.cache_clear()

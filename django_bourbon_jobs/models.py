@@ -208,6 +208,13 @@ class Job(models.Model):
         help_text="The current attempt's code has started, as its worker's last heartbeat reported: "
         "a job whose lease runs out before that is given back its attempt.",
     )
+    limit_key = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",  # hand-written INSERTs (COPY, benchmarks) may leave it out
+        help_text="The Limit row that governs this job ('task:<path>' or 'queue:<name>'); empty if none.",
+    )
 
     workflow = models.ForeignKey(
         "bourbon_jobs.Workflow",
@@ -227,14 +234,29 @@ class Job(models.Model):
         indexes = [
             models.Index(models.F("enqueued_at").desc(), name="bourbon_job_newest"),
             models.Index("status", models.F("enqueued_at").desc(), name="bourbon_job_status_newest"),
-            # The claim: WHERE status='queued' AND due_at <= now
-            # ORDER BY priority DESC, due_at, id. Partial, so finished rows cost nothing.
+            # The claim: WHERE status='queued' AND limit_key='' AND due_at <= now
+            # ORDER BY priority DESC, due_at, id. Partial, so finished and limited rows cost nothing.
             models.Index(
                 models.F("priority").desc(),
                 "due_at",
                 "id",
-                condition=Q(status="queued"),
+                condition=Q(status="queued", limit_key=""),
                 name="bourbon_job_claim",
+            ),
+            # The limited claim, per limit key (docs/flow-control.md).
+            models.Index(
+                "limit_key",
+                models.F("priority").desc(),
+                "due_at",
+                "id",
+                condition=Q(status="queued") & ~Q(limit_key=""),
+                name="bourbon_job_limited",
+            ),
+            # The limited claim: does a limited queue have due jobs (of any task)?
+            models.Index(
+                fields=["queue_name", "due_at"],
+                condition=Q(status="queued") & ~Q(limit_key=""),
+                name="bourbon_job_limited_queue",
             ),
             models.Index(
                 "lease_expires_at",
@@ -432,3 +454,58 @@ class PeriodicRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.scheduled_at.isoformat()}"
+
+
+class Limit(models.Model):
+    """One limited task (``task:<path>``) or queue (``queue:<name>``): its limits and their live state.
+
+    Created when a limited task's job is enqueued and from ``QUEUE_LIMITS`` when
+    workers start. :attr:`running` is kept by triggers on the job table (migration
+    ``0011_limits``), so it changes in the same transaction as the jobs it counts;
+    the claim reads it under a row lock, which always sees the newest committed
+    version (docs/flow-control.md).
+    """
+
+    key = models.CharField(primary_key=True, max_length=300)
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Attempts at once; empty: no limit."
+    )
+    rate_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Starts per window of rate_window seconds; empty: no limit."
+    )
+    rate_window = models.FloatField(null=True, blank=True)
+    running = models.IntegerField(
+        default=0, db_default=0, help_text="Attempts running now (kept by triggers)."
+    )
+    recent_starts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The last rate_limit starts (microseconds since the epoch), oldest first.",
+    )
+    breaker_threshold = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Consecutive failed attempts that open the circuit; empty: no breaker.",
+    )
+    breaker_cooldown = models.FloatField(null=True, blank=True, help_text="Seconds the circuit stays open.")
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed attempts so far.")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    open_until = models.DateTimeField(
+        null=True, blank=True, help_text="Set while the circuit is open: no attempt starts before it."
+    )
+    trial_job_id = models.UUIDField(
+        null=True, blank=True, help_text="The half-open circuit's trial attempt, while it runs."
+    )
+
+    class Meta:
+        ordering = ["key"]
+        verbose_name = "limit and circuit"
+        verbose_name_plural = "limits and circuits"
+        permissions = [("close_circuit", "Can close circuits")]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def circuit_open(self) -> bool:
+        return self.open_until is not None

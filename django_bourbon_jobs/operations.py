@@ -1,4 +1,5 @@
-"""Every change to a job's state made outside a worker: cancel, request cancel, retry; and to a workflow's.
+"""Every change to a job's state made outside a worker: cancel, request cancel, retry; and to a
+workflow's; closing a circuit.
 
 The API, the admin and your code call these, so each change is made one way: it
 writes, logs one line per job, announces the job to live readers once the
@@ -24,9 +25,9 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_bourbon_jobs import log, step_changes, store
+from django_bourbon_jobs import circuits, log, step_changes, store
 from django_bourbon_jobs.events import publish
-from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus, Workflow
+from django_bourbon_jobs.models import Job, JobQuerySet, JobStatus, Limit, Workflow
 from django_bourbon_jobs.signals import job_finished, job_retried
 from django_bourbon_jobs.store import steps
 
@@ -189,6 +190,24 @@ def request_cancel(job_id: str) -> str | None:
         log.logger.info("Cancel requested for job %s", job_id, extra={"job_id": str(job_id)})
         publish.publish_job_changes([job_id], router.db_for_write(Job))
     return "requested" if running.exists() else None
+
+
+def close_circuit(key: str, reason: str = "closed by hand") -> bool:
+    """Close a task's open circuit breaker: its jobs may start again at once; false if it was not open.
+
+    Logged and sent as ``circuit_closed``, as a circuit that closes in a worker is;
+    the workers of the queues its jobs wait in are woken (PostgreSQL; elsewhere they poll).
+    """
+    using = router.db_for_write(Limit)
+    storage = store.for_connection(using)
+    change = storage.close_circuit(using, key, reason)
+    if change is None:
+        return False
+    waiting = Job.objects.db_manager(using).queued().filter(limit_key=key)
+    for queue_name in waiting.order_by().values_list("queue_name", flat=True).distinct():
+        storage.notify(using, queue_name)
+    circuits.announce(change)
+    return True
 
 
 def _in_chunks(

@@ -10,3 +10,11 @@ job_retried = Signal()
 
 workflow_finished = Signal()
 """Sent with ``workflow=<Workflow>`` once every step of a workflow has finished (its status is final)."""
+
+circuit_opened = Signal()
+"""Sent with ``key``, ``task_path``, ``until`` (no attempt starts before it), ``failures`` and
+``reason`` once a task's circuit breaker opens (again, after a failed trial attempt)."""
+
+circuit_closed = Signal()
+"""Sent with ``key``, ``task_path``, ``failures`` and ``reason`` once a circuit closes: its trial
+attempt succeeded, or an operator closed it (``operations.close_circuit``)."""

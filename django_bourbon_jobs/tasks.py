@@ -1,21 +1,23 @@
-"""Our ``django.tasks`` Task subclass: the retry and timeout options.
+"""Our ``django.tasks`` Task subclass: the retry, timeout and flow-control options.
 
 Django 6.1's ``@task`` passes extra keyword arguments to the backend's
 ``task_class``, so ``@task(max_attempts=5, timeout=30, backoff=...)`` builds one
 of these when the task's backend is :class:`DatabaseBackend`. The names follow
-Django's open proposals for the Tasks framework.
+Django's open proposals for the Tasks framework; ``concurrency``, ``rate_limit`` and
+``circuit_breaker`` are ours (:mod:`~django_bourbon_jobs.limits`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.tasks import Task
 
 from django_bourbon_jobs.conf import get_settings
+from django_bourbon_jobs.limits import LimitSpec, task_spec
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
@@ -37,6 +39,12 @@ class BourbonTask(Task):
     """The user a dispatch records (``dispatch_async(..., dispatched_by=user)``); set per dispatch."""
     idempotency_key: str = ""
     """The dispatch's idempotency key; set per dispatch."""
+    concurrency: int | None = None
+    """At most this many attempts of the task run at once, across every worker (docs/flow-control.md)."""
+    rate_limit: str | None = None
+    """At most N starts in any window: ``"100/m"`` (per ``s``, ``m`` or ``h``)."""
+    circuit_breaker: Mapping[str, float] | None = dataclasses.field(default=None, hash=False)
+    """``{"threshold": 5, "cooldown": 30}``: after 5 consecutive failed attempts, start none for 30 s."""
     unique_key: str | Callable[..., str | None] | None = None
     """A job of this task with the same key is not queued twice while one is in scope (``unique_while``).
 
@@ -69,6 +77,10 @@ class BourbonTask(Task):
             unique_key=key,
             unique_while=scope,
         )
+
+    def limit_spec(self) -> LimitSpec | None:
+        """The task's own limits, or ``None``; ``LimitError`` if an option is malformed."""
+        return task_spec(self.module_path, self.concurrency, self.rate_limit, self.circuit_breaker)
 
     def get_max_attempts(self) -> int:
         return self.max_attempts or get_settings().DEFAULT_MAX_ATTEMPTS

@@ -229,9 +229,22 @@ class _Writing:
         ]
         return cls(workflow, row, list(jobs.values()), step_rows, edges)
 
+    def ensure_limits(self, using: str) -> None:
+        """The ``Limit`` rows of the steps' limited tasks, as an enqueue of each would write them."""
+        limited = {
+            job.task_path: self.workflow.steps[name].task for name, job in self.named_jobs() if job.limit_key
+        }
+        for task in limited.values():
+            task.get_backend().ensure_limits(task, using)  # type: ignore[attr-defined]
+
+    def named_jobs(self) -> Iterator[tuple[str, Job]]:
+        """Each step's name with its job, in the order the steps were added."""
+        return zip(self.workflow.steps, self.jobs, strict=True)
+
     def write(self) -> None:
         using = router.db_for_write(Job)
         with transaction.atomic(using=using):
+            self.ensure_limits(using)
             step_store.insert_workflow(
                 store.for_connection(using), using, self.row, self.jobs, self.step_rows, self.edges
             )

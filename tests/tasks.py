@@ -273,3 +273,66 @@ def sync_user(payload):
 @task(unique_key="rebuild-index", unique_while="queued")
 def rebuild_index(payload=None):
     return "rebuilt"
+
+
+def _record_span(payload, started):
+    """Append ``start end`` (epoch seconds) to ``payload['path']``: one short line, one O_APPEND write."""
+    time.sleep(payload.get("seconds", 0.05))
+    with open(payload["path"], "a") as fh:
+        fh.write(f"{started!r} {time.time()!r}\n")
+
+
+@task(takes_context=True)
+def span(context, payload):
+    """Appends ``attempt-start start end`` (epoch seconds) to ``payload['path']`` after ``seconds``."""
+    attempt_started = context.task_result.last_attempted_at.timestamp()
+    started = time.time()
+    time.sleep(payload.get("seconds", 0.05))
+    with open(payload["path"], "a") as fh:
+        fh.write(f"{attempt_started!r} {started!r} {time.time()!r}\n")
+
+
+@task(concurrency=3)
+def three_at_a_time(payload):
+    _record_span(payload, time.time())
+
+
+@task(concurrency=2)
+def two_at_a_time(payload):
+    return payload
+
+
+@task(rate_limit="5/s", takes_context=True)
+def five_per_second(context, payload):
+    """Appends ``attempt-start body-start`` (epoch seconds): the claim's recorded start, and the code's."""
+    attempt_started = context.task_result.last_attempted_at.timestamp()
+    with open(payload["path"], "a") as fh:
+        fh.write(f"{attempt_started!r} {time.time()!r}\n")
+
+
+@task(rate_limit="3/s")
+def three_per_second(payload):
+    return payload
+
+
+@task(concurrency=1, queue_name="emails")
+def one_email_at_a_time(payload):
+    return payload
+
+
+@task(circuit_breaker={"threshold": 3, "cooldown": 1}, max_attempts=1)
+def guarded(payload):
+    """Fails while the file ``payload['down']`` exists: a service that is down.
+
+    With ``payload['spans']``, each call appends ``start end`` (wall-clock seconds) there.
+    """
+    began = time.time()
+    try:
+        if Path(payload["down"]).exists():
+            raise ConnectionError("the service is down")
+        time.sleep(payload.get("seconds", 0))
+        return "up"
+    finally:
+        if "spans" in payload:
+            with open(payload["spans"], "a") as fh:
+                fh.write(f"{began!r} {time.time()!r}\n")

@@ -38,6 +38,11 @@ def test_the_test_settings_pass():
         ({"REDIS_NAMESPACE": 7}, "bourbon_jobs.E002", "'REDIS_NAMESPACE'"),
         ({"API_MAX_PAYLOAD_DEPTH": 0}, "bourbon_jobs.E002", "'API_MAX_PAYLOAD_DEPTH'"),
         ({"STATUS_URL_NAME": "no-such-url"}, "bourbon_jobs.E003", "does not reverse"),
+        ({"QUEUE_LIMITS": ["emails"]}, "bourbon_jobs.E030", "must be a dict of queue name"),
+        ({"QUEUE_LIMITS": {"emails": {"concurrency": 0}}}, "bourbon_jobs.E030", "at least 1"),
+        ({"QUEUE_LIMITS": {"emails": {"rate_limit": "10/d"}}}, "bourbon_jobs.E030", "'100/m'"),
+        ({"QUEUE_LIMITS": {"emails": {"rate_limit": "10/s", "burst": 2}}}, "bourbon_jobs.E030", "'emails'"),
+        ({"QUEUE_LIMITS": {"emails": {}}}, "bourbon_jobs.E030", "'concurrency' and/or 'rate_limit'"),
     ],
 )
 def test_bad_settings_are_reported(value, check_id, words):
@@ -70,6 +75,11 @@ def test_status_url_name_may_be_the_apis_own_route():
 
 def test_settings_that_are_not_a_dict_are_reported_once():
     assert ids(BOURBON_JOBS="oops") == ["bourbon_jobs.E001"]
+
+
+def test_good_queue_limits_pass():
+    limits = {"emails": {"concurrency": 5, "rate_limit": "10/s"}, "reports": {"rate_limit": "100/h"}}
+    assert ids(BOURBON_JOBS={"STATUS_URL_NAME": "job-status", "QUEUE_LIMITS": limits}) == []
 
 
 def test_backend_without_the_app_installed_is_an_error():

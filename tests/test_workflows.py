@@ -440,3 +440,18 @@ def test_a_workflow_whose_steps_were_all_pruned_is_pruned_too(settings):
     assert not Workflow.objects.filter(pk=done.id).exists()
     assert Workflow.objects.filter(pk=waiting.id).exists()
     assert Job.objects.filter(workflow_id=waiting.id).count() == 2
+
+
+def test_steps_of_a_limited_task_are_held_by_its_limit_and_run():
+    """A step's job carries its task's limit, whose row the dispatch writes, as an enqueue would."""
+    from django_bourbon_jobs.models import Limit
+
+    run = group(*[(tasks.two_at_a_time, n) for n in range(3)]).then(tasks.two_at_a_time, "done").dispatch()
+    assert Limit.objects.get(pk="task:tests.tasks.two_at_a_time").concurrency == 2
+    assert set(Job.objects.filter(workflow_id=run.id).values_list("limit_key", flat=True)) == {
+        "task:tests.tasks.two_at_a_time"
+    }
+    drain(threads=2)
+    run.refresh()
+    assert run.status == "succeeded", statuses(run)
+    assert Limit.objects.get(pk="task:tests.tasks.two_at_a_time").running == 0

@@ -1,7 +1,8 @@
-"""The dashboard: the system at a glance, in five small queries.
+"""The dashboard: the system at a glance, in six small queries.
 
 Counts by status and by queue, the oldest due job's wait per queue, throughput and
-failure rate per minute over the last hour, and the live workers with their current jobs.
+failure rate per minute over the last hour, the live workers with their current jobs,
+and the open circuit breakers.
 The page keeps itself current through :mod:`~django_bourbon_jobs.admin.live`.
 """
 
@@ -24,9 +25,10 @@ from django.utils import timezone
 
 from django_bourbon_jobs.admin import chart
 from django_bourbon_jobs.admin.display import format_duration
+from django_bourbon_jobs.admin.limits import circuit_text
 from django_bourbon_jobs.conf import get_settings
 from django_bourbon_jobs.events.sse import event_id
-from django_bourbon_jobs.models import Job, JobStatus, Worker
+from django_bourbon_jobs.models import Job, JobStatus, Limit, Worker
 
 WINDOW_MINUTES = 60
 
@@ -116,6 +118,19 @@ def worker_rows(now: datetime) -> list[WorkerRow]:
     return list(rows.values())
 
 
+@dataclass
+class CircuitRow:
+    key: str
+    state: str
+    failures: int
+
+
+def open_circuits() -> list[CircuitRow]:
+    """Open circuit breakers (half-open ones too): their tasks' jobs wait queued."""
+    rows = Limit.objects.filter(breaker_threshold__isnull=False, open_until__isnull=False).order_by("key")
+    return [CircuitRow(row.key, circuit_text(row), row.failures) for row in rows]
+
+
 def fingerprint(counts: list[tuple[str, str, int]], worker_ids: Iterable[str]) -> str:
     """A digest of what moves when jobs or workers change: equal digests, nothing to refresh."""
     return event_id(json.dumps([[(value, n) for value, _, n in counts], sorted(worker_ids)]))
@@ -144,6 +159,7 @@ def dashboard_view(model_admin: admin.ModelAdmin[Job], request: HttpRequest) -> 
         "chart_height": chart.HEIGHT,
         "chart_plot_height": chart.HEIGHT - chart.AXIS,
         "workers": workers,
+        "open_circuits": open_circuits(),
         "lease_seconds": get_settings().LEASE_SECONDS,
         "fingerprint": fingerprint(counts, (row.worker.pk for row in workers)),
         "events_url": reverse(

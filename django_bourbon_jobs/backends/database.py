@@ -18,13 +18,26 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from django_bourbon_jobs import bulk, log, store
+from django_bourbon_jobs.conf import queue_limit_specs
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import InvalidPayload
+from django_bourbon_jobs.limits import LimitError, LimitSpec, limit_key_for
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.tasks import UNIQUE_SCOPES, BourbonTask, max_attempts_of, task_options, unique_of
 
 UNIQUE_TRIES = 5
 """Reads and INSERTs a unique enqueue makes at most before it gives up (each lost race means a holder)."""
+
+
+def _limit_specs_of(task: Task) -> tuple[LimitSpec | None, LimitSpec | None]:
+    """The task's own limits and its queue's (``QUEUE_LIMITS``), each ``None`` if it has none."""
+    options = task_options(task)
+    return options.limit_spec() if options else None, queue_limit_specs().get(task.queue_name)
+
+
+def limit_specs(task: Task) -> list[LimitSpec]:
+    """Every limit that holds the task's jobs: its own, its queue's."""
+    return [spec for spec in _limit_specs_of(task) if spec is not None]
 
 
 def _saved_user(user: Any) -> Any:
@@ -69,6 +82,10 @@ class DatabaseBackend(BaseTaskBackend):
             raise InvalidTask("unique_key must be a string or a callable (*args, **kwargs) -> str.")
         if options.unique_while not in UNIQUE_SCOPES:
             raise InvalidTask(f"unique_while must be one of {', '.join(map(repr, UNIQUE_SCOPES))}.")
+        try:
+            options.limit_spec()
+        except LimitError as exc:
+            raise InvalidTask(str(exc)) from exc
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         from django_bourbon_jobs.models import Job
@@ -79,10 +96,10 @@ class DatabaseBackend(BaseTaskBackend):
         using = router.db_for_write(Job)
         unique = unique_of(task, args, kwargs)
         if unique is None:
-            self._insert(job, using)
+            self._insert(job, using, task)
         else:
             job.unique_key, job.unique_while = unique
-            holder = self._insert_unique(job, using)
+            holder = self._insert_unique(job, using, task)
             if holder is not None:
                 return to_task_result(holder, self.alias)
         result = to_task_result(job, self.alias, task)
@@ -90,13 +107,15 @@ class DatabaseBackend(BaseTaskBackend):
         log.job_event(job, "queued")
         return result
 
-    def _insert(self, job: Any, using: str) -> None:
+    def _insert(self, job: Any, using: str, task: Task) -> None:
         due_now = job.due_at <= job.enqueued_at
+        if job.limit_key:
+            self.ensure_limits(task, using)
         store.for_connection(using).insert(job, using, notify=due_now)
         if due_now and self.redis_alias:
             publish.publish_after_commit(self.redis_alias, job.queue_name, using)
 
-    def _insert_unique(self, job: Any, using: str) -> Any:
+    def _insert_unique(self, job: Any, using: str, task: Task) -> Any:
         """Insert a unique job, or return the job that holds its key (then nothing is written).
 
         The partial unique constraints decide: a dispatch racing another for the same key
@@ -112,7 +131,7 @@ class DatabaseBackend(BaseTaskBackend):
                 return holder
             try:
                 with transaction.atomic(using=using):
-                    self._insert(job, using)
+                    self._insert(job, using, task)
                 return None
             except IntegrityError:
                 continue
@@ -141,6 +160,8 @@ class DatabaseBackend(BaseTaskBackend):
             using = router.db_for_write(Job)
             storage = store.for_connection(using)
             with transaction.atomic(using=using):
+                if template.limit_key:
+                    storage.ensure_limits(using, limit_specs(task))
                 storage.insert_many(jobs, using)
                 if jobs and jobs[0].due_at <= jobs[0].enqueued_at:
                     storage.notify(using, task.queue_name)
@@ -151,6 +172,15 @@ class DatabaseBackend(BaseTaskBackend):
             task_enqueued.send(type(self), task_result=result)
             log.job_event(job, "queued")
         return results
+
+    def ensure_limits(self, task: Task, using: str) -> None:
+        """Create or update the ``Limit`` rows that hold ``task``'s jobs; before writing a limited job.
+
+        A limited job whose row is missing would never be claimed: the plain claim skips it.
+        """
+        specs = limit_specs(task)
+        if specs:
+            store.for_connection(using).ensure_limits(using, specs)
 
     def build_job(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any], now: datetime) -> Any:
         """The unsaved ``Job`` row ``enqueue`` would write (a workflow writes its steps itself).
@@ -195,6 +225,7 @@ class DatabaseBackend(BaseTaskBackend):
             dispatched_by=_saved_user(getattr(task, "dispatched_by", None)),
             idempotency_key=getattr(task, "idempotency_key", ""),
             callback_url=getattr(task, "callback_url", None) or "",
+            limit_key=limit_key_for(*_limit_specs_of(task)),
         )
 
     @staticmethod

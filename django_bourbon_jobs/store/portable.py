@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import connections, models, transaction
-from django.db.models import Field
+from django.db.models import Field, QuerySet
 
+from django_bourbon_jobs.limits import CircuitChange, LimitSpec
 from django_bourbon_jobs.models import Job, JobStatus
+from django_bourbon_jobs.store import limits as limit_store
 from django_bourbon_jobs.store import statements, steps
 
 INSERT_BATCH = 1000
@@ -52,8 +54,18 @@ class PortableStore:
         limit: int,
         now: datetime,
         lease_until: datetime,
+        limited: bool = False,
+        limited_room: int = 0,
     ) -> list[Job]:
-        """Claim up to ``limit`` due jobs for ``worker_id``: highest priority, then oldest, first."""
+        """Claim up to ``limit`` due jobs for ``worker_id``: highest priority, then oldest, first.
+
+        With ``limited`` (while ``Limit`` rows exist), limited jobs too: at most
+        ``limited_room`` of them, each within its limits (docs/flow-control.md).
+        """
+        if limited:
+            return in_claim_order(
+                self._claimed_limited_rows(using, worker_id, queues, limit, limited_room, now, lease_until)
+            )
         connection = connections[using]
         params = claim_params(connection, worker_id, queues, limit, now, lease_until)
         return in_claim_order(self._claimed_rows(using, connection, len(queues), params))
@@ -62,6 +74,27 @@ class PortableStore:
         """Run the claim statement; its rows as ``Job`` objects."""
         sql = statements.claim_sql(connection.features.has_select_for_update_skip_locked, queue_count)
         return list(Job.objects.db_manager(using).raw(sql, params))
+
+    def _claimed_limited_rows(
+        self,
+        using: str,
+        worker_id: str,
+        queues: Collection[str],
+        limit: int,
+        room: int,
+        now: datetime,
+        lease_until: datetime,
+    ) -> list[Job]:
+        """The claim of unlimited and limited jobs together (one write transaction here)."""
+        return limit_store.claim_limited(
+            using=using,
+            worker_id=worker_id,
+            queues=queues,
+            limit=limit,
+            room_left=room,
+            now=now,
+            lease_until=lease_until,
+        )
 
     def extend_leases(
         self, *, using: str, worker_id: str, until: datetime, started: Collection[Any] = ()
@@ -126,19 +159,54 @@ class PortableStore:
         """Insert rows of one model, each with all its own values (a workflow's jobs and steps)."""
         self.insert_many(rows, using)
 
+    def record_limited_outcomes(
+        self, using: str, worker_id: str, jobs: Sequence[Job], now: datetime, with_steps: bool = False
+    ) -> tuple[Any, list[CircuitChange]]:
+        """:meth:`record_outcomes` (:meth:`record_step_outcomes` ``with_steps``) for a batch with
+        limited jobs, whose circuits count the outcomes. Returns what that wrote, and the changes."""
+
+        def write(batch: Sequence[Job]) -> Any:
+            if with_steps:
+                return self.record_step_outcomes(using, worker_id, batch, now)
+            return self.record_outcomes(using, worker_id, batch)
+
+        return limit_store.record_limited_outcomes(write, using, worker_id, jobs, now)
+
+    def ensure_limits(self, using: str, specs: Iterable[LimitSpec]) -> None:
+        """Create or update the ``Limit`` rows of ``specs`` (an enqueue of a limited task does)."""
+        limit_store.ensure_limits(using, specs)
+
+    def sync_queue_limits(self, using: str, specs: Mapping[str, LimitSpec]) -> None:
+        """Make the queue rows match ``QUEUE_LIMITS`` (workers do, as they start)."""
+        limit_store.sync_queue_limits(using, specs)
+
+    def limits_exist(self, using: str) -> bool:
+        """Whether any ``Limit`` row exists (else the plain claim serves)."""
+        return limit_store.limits_exist(using)
+
+    def next_limit_opening(self, using: str, queues: Collection[str], now: datetime) -> datetime | None:
+        """When a rate window or an open circuit next lets a waiting job start; ``None`` if none waits so."""
+        return limit_store.next_opening(using, queues, now)
+
+    def close_circuit(self, using: str, key: str, reason: str) -> CircuitChange | None:
+        """Close an open circuit by hand; ``None`` if it is not open."""
+        return limit_store.close_circuit(using, key, reason)
+
     def release(self, using: str, worker_id: str, job_ids: Collection[Any]) -> int:
         """Put back jobs ``worker_id`` claimed but never started; the claim does not count as an attempt."""
-        return (
-            Job.objects.db_manager(using)
-            .held_by(worker_id)
-            .filter(pk__in=list(job_ids))
-            .update(
+        jobs = Job.objects.db_manager(using).held_by(worker_id).filter(pk__in=list(job_ids))
+        with transaction.atomic(using=using):
+            self.lock_limits_of(using, jobs)
+            return jobs.update(
                 status=JobStatus.QUEUED,
                 attempts=models.F("attempts") - 1,
                 worker_id="",
                 lease_expires_at=None,
             )
-        )
+
+    def lock_limits_of(self, using: str, jobs: QuerySet[Job]) -> None:
+        """Lock the ``Limit`` rows of the limited jobs among ``jobs`` in key order (see :mod:`.limits`)."""
+        limit_store.lock_rows_of(using, jobs)
 
 
 def claim_params(

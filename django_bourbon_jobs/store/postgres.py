@@ -33,15 +33,17 @@ from __future__ import annotations
 import functools
 import json
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, models
 from django.db.models import Field, JSONField
 from django.db.models.fields import AutoFieldMixin
 
+from django_bourbon_jobs.limits import micros, queue_key
 from django_bourbon_jobs.models import Job, JobStatus
-from django_bourbon_jobs.store import pgbound, statements
+from django_bourbon_jobs.store import limit_statements, pgbound, statements
 from django_bourbon_jobs.store.portable import PortableStore
 
 CHANNEL = "bourbon_jobs"
@@ -113,6 +115,25 @@ class PostgresStore(PortableStore):
             cursor.execute(sql, params)
             return [_job_from_row(using, row) for row in cursor.fetchall()]
 
+    def _claimed_limited_rows(
+        self,
+        using: str,
+        worker_id: str,
+        queues: Collection[str],
+        limit: int,
+        room: int,
+        now: datetime,
+        lease_until: datetime,
+    ) -> list[Job]:
+        """One statement claims limited jobs with the others (:mod:`.limit_statements`)."""
+        connection = connections[using]
+        prefer_index_walk(connection)
+        sql = limit_statements.limited_claim_sql(bool(queues))
+        params = limited_claim_params(worker_id, queues, limit, room, now, lease_until)
+        with pgbound.cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            return [_job_from_row(using, row) for row in cursor.fetchall()]
+
     def _write_outcomes(
         self, using: str, worker_id: str, jobs: Sequence[Job], returning: bool = False
     ) -> Iterator[Any]:
@@ -141,6 +162,23 @@ class PostgresStore(PortableStore):
             with cursor.cursor.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([_copy_value(f, f.pre_save(row, True), connection) for f in fields])
+
+
+def limited_claim_params(
+    worker_id: str, queues: Collection[str], limit: int, room: int, now: datetime, lease_until: datetime
+) -> dict[str, Any]:
+    """The named parameters of :func:`.limit_statements.limited_claim_sql`."""
+    names = sorted(queues)
+    return {
+        "now": now,
+        "epoch": micros(now),
+        "limit": limit,
+        "room": room,
+        "worker_id": worker_id,
+        "lease_until": lease_until,
+        "queues": names,
+        "queue_keys": [queue_key(name) for name in names],
+    }
 
 
 _walking_connections: weakref.WeakSet[Any] = weakref.WeakSet()

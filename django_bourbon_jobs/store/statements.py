@@ -6,14 +6,17 @@ how to bind them; this module only builds statements, once each (``functools.cac
 **The claim** fetches and locks a batch of due jobs in one statement::
 
     UPDATE job SET status='running', attempts=attempts+1, worker_id=..., lease_expires_at=...
-    WHERE id IN (SELECT id FROM job WHERE status='queued' AND due_at <= now [AND queue_name IN ...]
-                 ORDER BY priority DESC, due_at, id LIMIT n FOR UPDATE SKIP LOCKED)
+    WHERE id IN (SELECT id FROM job WHERE status='queued' AND limit_key='' AND due_at <= now
+                 [AND queue_name IN ...] ORDER BY priority DESC, due_at, id LIMIT n
+                 FOR UPDATE SKIP LOCKED)
     RETURNING <every column>
 
 The inner SELECT walks the partial index ``bourbon_job_claim`` and, on PostgreSQL,
 skips rows another worker has locked, so concurrent claimers never wait on each
 other and never get the same job. SQLite has one writer at a time and runs the same
-statement without the locking clause: the UPDATE itself is atomic.
+statement without the locking clause: the UPDATE itself is atomic. Jobs held by a
+limit (``limit_key <> ''``) are left to the limited claim (:mod:`.limit_statements`),
+which runs instead of this one while limits exist.
 
 **An outcome batch** is written in one statement::
 
@@ -70,7 +73,8 @@ def claim_sql(skip_locked: bool, queue_count: int, async_commit: bool = False) -
     return (
         f"UPDATE {table} SET status = %s, attempts = attempts + 1, attempt_started = %s, worker_id = %s, "
         "lease_expires_at = %s, started_at = COALESCE(started_at, %s), last_attempted_at = %s "
-        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND due_at <= %s{queue_clause} "
+        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND limit_key = '' "
+        f"AND due_at <= %s{queue_clause} "
         f"ORDER BY priority DESC, due_at, id LIMIT %s{lock_clause})"
         f"{ASYNC_COMMIT if async_commit else ''} "
         f"RETURNING {', '.join(str(field.column) for field in FIELDS)}"

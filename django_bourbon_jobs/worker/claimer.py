@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.store.portable import PortableStore
 from django_bourbon_jobs.worker.claim_sizer import ClaimSizer
+from django_bourbon_jobs.worker.limit_watch import LimitWatch
 from django_bourbon_jobs.worker.pool import ExecutorPool
 
 
@@ -28,6 +29,8 @@ class Claimer:
     max_jobs: int | None = None
     """Claim no more than this many jobs in the process's life."""
     claimed_total: int = field(default=0)
+    limits: LimitWatch | None = None
+    """Flow control; ``None`` claims only unlimited jobs."""
 
     def run_once(self) -> int:
         """Claim if the pool has room; returns how many jobs were claimed."""
@@ -40,6 +43,9 @@ class Claimer:
             return 0
         claimed_at = time.monotonic()
         now = self.now()
+        # A limited job starts when it is claimed: only as many as threads are free to start them.
+        idle = self.pool.idle_threads()
+        limited = idle > 0 and self.limits is not None and self.limits.limited()
         jobs = self.store.claim(
             using=self.using,
             worker_id=self.worker_id,
@@ -47,7 +53,11 @@ class Claimer:
             limit=limit,
             now=now,
             lease_until=now + self.lease,
+            limited=limited,
+            limited_room=idle if limited else 0,
         )
+        if limited and self.limits is not None:
+            self.limits.claimed(len(jobs), limit, now)
         self.claimed_total += len(jobs)
         self.sizer.claimed(len(jobs), limit)
         self.pool.hand_over(jobs, claimed_at)

@@ -110,6 +110,7 @@ def rescue_expired_leases(now: datetime, using: str = "default") -> int:
     jobs = Job.objects.db_manager(using).lease_expired(now)
     reason = "The worker's lease expired before the attempt finished."
     with transaction.atomic(using=using):
+        store.for_connection(using).lock_limits_of(using, jobs)  # before the jobs, as claims do
         expired = jobs.select_for_update(skip_locked=True)[:RESCUE_BATCH]
         settled = settle_lost_attempts(expired, using, now, reason, _unless_reported_started)
     announce_settled(settled)
@@ -143,6 +144,7 @@ def settle_dead_worker(
     running, returned = log.running(), log.returned()
     jobs = Job.objects.db_manager(using).held_by(worker_id)
     with transaction.atomic(using=using):
+        store.for_connection(using).lock_limits_of(using, jobs)  # before the jobs, as claims do
         held = list(jobs.select_for_update(skip_locked=True))
         ran = [job for job in held if job.pk in running]
         came_back = [job for job in held if job.pk in returned]

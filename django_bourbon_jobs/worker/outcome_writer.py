@@ -10,9 +10,10 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
-from django_bourbon_jobs import step_changes
+from django_bourbon_jobs import circuits, step_changes
 from django_bourbon_jobs.events import publish
 from django_bourbon_jobs.exceptions import OutcomeNotStored
+from django_bourbon_jobs.limits import CircuitChange
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.serialization import error_record, storable
 from django_bourbon_jobs.store.portable import PortableStore
@@ -88,16 +89,27 @@ class OutcomeWriter:
 
     def _record(self, jobs: list[Job]) -> Exception | None:
         """Write outcomes; the error if the database refused them (a connection error propagates)."""
+        changes: list[CircuitChange] = []
         try:
-            if any(job.workflow_id is not None for job in jobs):
-                changes = self.store.record_step_outcomes(self.using, self.worker_id, jobs, self.now())
-                self.steps_changed.append(changes)
+            with_steps = any(job.workflow_id is not None for job in jobs)
+            if any(job.limit_key for job in jobs):
+                written, changes = self.store.record_limited_outcomes(
+                    self.using, self.worker_id, jobs, self.now(), with_steps
+                )
+                if with_steps:
+                    self.steps_changed.append(written)
+            elif with_steps:
+                self.steps_changed.append(
+                    self.store.record_step_outcomes(self.using, self.worker_id, jobs, self.now())
+                )
             else:
                 self.store.record_outcomes(self.using, self.worker_id, jobs)
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001  (a row the database refuses must not stop the worker)
             return exc
+        for change in changes:
+            circuits.announce(change)
         return None
 
     def _store_one(self, job: Job) -> bool:

@@ -96,6 +96,11 @@ class ExecutorPool:
         """Jobs handed over that no thread has taken yet."""
         return self._queue.qsize()
 
+    def idle_threads(self) -> int:
+        """Threads free for another job: those not running one, less the jobs waiting for a thread."""
+        with self.lock:
+            return max(self.threads - (len(self._shared.held) - len(self._shared.finished)), 0)
+
     def busy(self) -> bool:
         """True while the process holds any job."""
         return bool(self._shared.held)

@@ -39,6 +39,7 @@ from django_bourbon_jobs.worker.claimer import Claimer
 from django_bourbon_jobs.worker.duties import CancelRelay, Heartbeat, Retirement, TimeoutEnforcer
 from django_bourbon_jobs.worker.executor import Executor, TimeoutWatch, Watched
 from django_bourbon_jobs.worker.lifeline import MemoryWatch, ParentWatch
+from django_bourbon_jobs.worker.limit_watch import LimitWatch
 from django_bourbon_jobs.worker.maintenance import announce_settled, hand_back, settle_lost_attempts
 from django_bourbon_jobs.worker.outcome_writer import OUTCOME_TRIES, OutcomeWriter
 from django_bourbon_jobs.worker.pool import ExecutorPool
@@ -139,6 +140,7 @@ class WorkerProcess:
             now=now,
             stopping=self.stop_requested,
             max_jobs=config.max_jobs,
+            limits=LimitWatch(self.store, config.using, config.queues),
         )
 
     @property
@@ -169,7 +171,7 @@ class WorkerProcess:
                 worked = self._guarded(self.run_once)
                 if worked is None:
                     continue
-                if not worked and self.config.burst and not self.pool.busy():
+                if not worked and self.config.burst and not self.pool.busy() and self._limit_opens() is None:
                     break
                 if not worked:
                     self._sleep()
@@ -239,8 +241,15 @@ class WorkerProcess:
     def _reached_max_jobs(self) -> bool:
         return self.config.max_jobs is not None and self.jobs_done >= self.config.max_jobs
 
+    def _limit_opens(self) -> float | None:
+        """Seconds until a rate window or a circuit lets a waiting job start (burst mode waits for it)."""
+        return self.claimer.limits.seconds_to_opening() if self.claimer.limits else None
+
     def _idle_timeout(self) -> float:
         timeout = self.config.poll_interval or 1.0
+        opening = self._limit_opens()
+        if opening is not None:
+            timeout = min(timeout, opening + 0.001)
         deadline = self.watch.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(deadline - time.monotonic(), 0.0) + 0.01)
