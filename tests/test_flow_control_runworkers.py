@@ -125,13 +125,17 @@ def test_a_circuit_breaker_holds_across_two_supervisors(runworkers, tmp_path):
     jobs = Job.objects.filter(pk__in=ids)
     assert jobs.filter(status=JobStatus.FAILED).count() >= 3
     assert set(jobs.values_list("attempts", flat=True)) == {1}
-    after = list(jobs.filter(last_attempted_at__gt=row.opened_at).order_by("last_attempted_at"))
-    trial, *rest = after
-    assert trial.last_attempted_at >= row.open_until, "nothing started while the circuit was open"
+    # A claim may only take a job once its own `now` is past open_until (the statement checks it),
+    # so the jobs stamped from open_until on are exactly those claimed after the cooldown.
+    trial, *rest = jobs.filter(last_attempted_at__gte=row.open_until).order_by("last_attempted_at")
     assert trial.status == JobStatus.SUCCEEDED and rest
-    # The code's own clock: a claim's timestamp is read before it waits for SQLite's write lock.
+    # The rest is read on the code's own clock: a timestamp taken by a worker (opened_at, a claim's
+    # now) is read before that worker waits for SQLite's write lock, so it can precede what it orders
+    # after. An attempt claimed in that instant before the opening commit may still start: 250 ms.
     runs = sorted(tuple(map(float, line.split())) for line in spans.read_text().splitlines())
-    reopened = [run for run in runs if run[0] >= row.open_until.timestamp()]
+    opened, until = row.opened_at.timestamp(), row.open_until.timestamp()
+    assert not [run for run in runs if opened + 0.25 <= run[0] < until], "nothing started while open"
+    reopened = [run for run in runs if run[0] >= until]
     (_, trial_end), (next_start, _) = reopened[0], reopened[1]
     assert next_start >= trial_end, "one trial at a time: nothing else ran until the trial returned"
     assert Limit.objects.get(pk="task:tests.tasks.guarded").open_until is None
