@@ -179,11 +179,11 @@ class Ours(RowSystem):
         from django_bourbon_jobs import dispatch_many
 
         dispatch_many(self.noop_task(), [None] * n)
+        return True
 
     def reset(self) -> None:
         """Workflow steps reference jobs (and workflows their steps): they go too."""
         execute(f"TRUNCATE {self.table} CASCADE")
-        return True
 
     def commands(self, processes, burst):
         cmd = [*self.manage, "runworkers", "--processes", str(processes), "-v", "0"]
