@@ -29,7 +29,8 @@ def ensure_limits(using: str, specs: Iterable[limits.LimitSpec]) -> None:
     sql = limit_statements.ensure_limit_sql(connection.vendor)
     with connection.cursor() as cursor:
         for spec in sorted(specs, key=lambda spec: spec.key):
-            values = [spec.row_values()[column] for column in limit_statements.CONFIG_COLUMNS]
+            row = spec.row_values()
+            values = [row[column] for column in limit_statements.CONFIG_COLUMNS]
             cursor.execute(sql, [spec.key, *values, spec.key, *values])
 
 

@@ -238,10 +238,9 @@ class Rescuer(SupervisorDuty):
 class Firing(SupervisorDuty):
     """Periodic schedules (:mod:`django_bourbon_jobs.periodic`): the firer says when it is next due."""
 
-    firer: PeriodicFirer | None = None
+    firer: PeriodicFirer = field(kw_only=True)
 
     def run(self, now: datetime) -> int:
-        assert self.firer is not None
         wait = self.firer.run_once(now)
         self.next_at = time.monotonic() + wait
         return 0
