@@ -29,6 +29,7 @@ def announce(changes: StepChanges, using: str) -> None:
         publish.publish_job_changes(chunk, using)
     publish.publish_enqueued(changes.queues)
     log_released(changes.released, using)
+    log_held(changes.held, using)
     announce_cancelled(changes.cancelled, using, "cancelled (a step it waits for did not succeed)")
     announce_workflows(changes.workflows)
 
@@ -37,6 +38,13 @@ def log_released(job_ids: Sequence[Any], using: str) -> None:
     if job_ids and log.logger.isEnabledFor(logging.INFO):
         for job in jobs_by_id(job_ids, using):
             log.job_event(job, "released")
+
+
+def log_held(job_ids: Sequence[Any], using: str) -> None:
+    """Released steps left waiting: another job of their task holds their unique key."""
+    if job_ids and log.logger.isEnabledFor(logging.INFO):
+        for job in jobs_by_id(job_ids, using):
+            log.job_event(job, "held", unique_key=job.unique_key)
 
 
 def announce_cancelled(job_ids: Sequence[Any], using: str, event: str = "cancelled") -> None:

@@ -23,10 +23,12 @@ from typing import Any
 from django.db import connections, transaction
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResult
 from django.tasks.signals import task_enqueued, task_started
+from django.utils import timezone
 
 from django_bourbon_jobs.backends.database import DatabaseBackend
 from django_bourbon_jobs.models import Job
 from django_bourbon_jobs.results import to_task_result
+from django_bourbon_jobs.worker.maintenance import release_held_steps
 from django_bourbon_jobs.worker.process import WorkerConfig, WorkerProcess
 
 __all__ = ["assert_dispatched", "dispatched", "drain", "run_immediately"]
@@ -66,8 +68,12 @@ def drain(
     task_started.connect(note_start, weak=False)
     _draining.set()
     try:
-        config = WorkerConfig(queues=frozenset(queues), threads=1, burst=True, using=using, max_jobs=max_jobs)
-        WorkerProcess(config).run()
+        while max_jobs is None or len(started) < max_jobs:
+            left = None if max_jobs is None else max_jobs - len(started)
+            config = WorkerConfig(queues=frozenset(queues), threads=1, burst=True, using=using, max_jobs=left)
+            WorkerProcess(config).run()
+            if not release_held_steps(timezone.now(), using):  # a supervisor's duty under runworkers
+                break
     finally:
         _draining.clear()
         task_started.disconnect(note_start)

@@ -93,12 +93,19 @@ class WorkflowStep(models.Model):
     waiting_for = models.PositiveIntegerField(
         default=0, help_text="Dependencies not yet finished; it is released when this reaches 0."
     )
+    key_held = models.BooleanField(
+        default=False,
+        help_text="Released, but another job holds its unique key: it is queued once that job leaves scope.",
+    )
 
     class Meta:
         ordering = ["workflow", "position"]
         constraints = [
             models.UniqueConstraint(fields=["workflow", "name"], name="bourbon_step_name"),
             models.UniqueConstraint(fields=["workflow", "position"], name="bourbon_step_position"),
+        ]
+        indexes = [
+            models.Index(fields=["workflow"], condition=Q(key_held=True), name="bourbon_step_key_held"),
         ]
 
     def __str__(self) -> str:

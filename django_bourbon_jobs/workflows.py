@@ -46,6 +46,7 @@ from django_bourbon_jobs.models import Workflow as WorkflowRow
 from django_bourbon_jobs.results import to_task_result
 from django_bourbon_jobs.serialization import ensure_json
 from django_bourbon_jobs.store import steps as step_store
+from django_bourbon_jobs.tasks import task_options, unique_of
 
 __all__ = ["Step", "Workflow", "WorkflowResult", "chain", "get_workflow", "group"]
 
@@ -117,6 +118,12 @@ class Workflow:
         )
         if step.name in step.after:
             raise WorkflowError(f"Step {step.name!r} waits for itself: a cycle.")
+        if step.takes_result and callable(getattr(task_options(step.task), "unique_key", None)):
+            raise WorkflowError(
+                f"Step {step.name!r} takes its dependency's return value as its payload, so "
+                f"{step.task.name}'s unique_key cannot be derived from it before dispatch: give the "
+                "step a payload, or a unique_key= string."
+            )
         self.steps[step.name] = step
         return step
 
@@ -208,7 +215,10 @@ class _Writing:
             step = workflow.steps[name]
             job = step.task.get_backend().build_job(step.task, step.arguments(), {}, now)  # type: ignore[attr-defined]
             job.workflow_id, job.dispatched_by = row.pk, user
-            job.status = JobStatus.WAITING if step.after else JobStatus.QUEUED
+            unique = unique_of(step.task, step.arguments(), {})
+            if unique is not None:
+                job.unique_key, job.unique_while = unique
+            job.status = JobStatus.WAITING if step.after or unique else JobStatus.QUEUED
             jobs[name] = job
         step_rows = [
             WorkflowStep(
@@ -256,7 +266,12 @@ class _Writing:
         log.workflow_event(self.row, "dispatched")
         listening = task_enqueued.has_listeners()
         for job, step in zip(self.jobs, self.workflow.steps.values(), strict=True):
-            log.job_event(job, "queued" if job.status == JobStatus.QUEUED else "waiting", step=step.name)
+            if job.status == JobStatus.QUEUED:
+                log.job_event(job, "queued", step=step.name)
+            elif step.after:
+                log.job_event(job, "waiting", step=step.name)
+            else:  # waits for nothing but its unique key, which another job holds
+                log.job_event(job, "held", step=step.name, unique_key=job.unique_key)
             if listening:
                 backend = step.task.get_backend()
                 task_enqueued.send(type(backend), task_result=to_task_result(job, backend.alias, step.task))

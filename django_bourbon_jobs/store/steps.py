@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
 
 from django_bourbon_jobs.models import (
@@ -71,13 +71,15 @@ class StepChanges:
     """Job ids of steps that became ``queued``."""
     cancelled: list[Any] = field(default_factory=list)
     """Job ids of steps cancelled because a dependency failed (or by a cancel)."""
+    held: list[Any] = field(default_factory=list)
+    """Job ids of released steps left waiting: another job holds their unique key."""
     workflows: list[Workflow] = field(default_factory=list)
     """The workflows whose counts changed, as stored now."""
     queues: set[str] = field(default_factory=set)
     """The queues of the released steps."""
 
     def __bool__(self) -> bool:
-        return bool(self.released or self.cancelled or self.workflows)
+        return bool(self.released or self.cancelled or self.held or self.workflows)
 
 
 def chunks(ids: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -175,13 +177,12 @@ class Settling:
             ready += rows.values_list("pk", "takes_result", "job__queue_name")
         if not ready:
             return
-        ids = [step for step, _, _ in ready]
-        jobs = Job.objects.db_manager(self.using)
-        for chunk in chunks(ids):
-            jobs.filter(pk__in=chunk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED)
         pass_results(self.using, [step for step, takes, _ in ready if takes])
-        self.changes.released += ids
-        new_queues = {queue for _, _, queue in ready} - self.changes.queues
+        queued, held = queue_steps(self.using, [step for step, _, _ in ready])
+        self.changes.released += queued
+        self.changes.held += held
+        queued_now = set(queued)
+        new_queues = {queue for step, _, queue in ready if step in queued_now} - self.changes.queues
         for queue in sorted(new_queues):
             self.notify(self.using, queue)
         self.changes.queues |= new_queues
@@ -232,6 +233,69 @@ class Settling:
 
 
 COUNT_FIELDS = ["steps_finished", "steps_failed", "status", "finished_at"]
+
+
+def queue_steps(using: str, ids: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Make these waiting steps ``queued``; ``(queued, held)``, their ids.
+
+    A step with a unique key is queued only if no other job of its task holds that
+    key (the partial unique constraints decide, as for any enqueue); otherwise it
+    stays ``waiting``, marked ``key_held``, and :func:`release_held_steps` queues it
+    once the key is free. A step never merges into another job: its workflow needs
+    its own outcome. Each keyed step is tried in a savepoint of its own, in key
+    order (one order for everybody, so two releases never wait on each other).
+    """
+    jobs = Job.objects.db_manager(using)
+    keyed: list[tuple[str, str, str, Any]] = []
+    for chunk in chunks(ids):
+        rows = jobs.filter(pk__in=chunk).exclude(unique_while="")
+        keyed += rows.values_list("task_path", "unique_while", "unique_key", "pk")
+    keyed_ids = {row[-1] for row in keyed}
+    queued = [pk for pk in ids if pk not in keyed_ids]
+    for chunk in chunks(queued):
+        jobs.filter(pk__in=chunk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED)
+    held: list[Any] = []
+    taken: set[tuple[Any, ...]] = set()
+    for *key, pk in sorted(keyed, key=lambda row: (*row[:3], str(row[3]))):
+        if tuple(key) in taken:  # queued just now, or found held: the others with it wait
+            held.append(pk)
+            continue
+        taken.add(tuple(key))
+        try:
+            with transaction.atomic(using=using):
+                jobs.filter(pk=pk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED)
+        except IntegrityError:  # bourbon_job_unique_active or _queued: another job holds the key
+            held.append(pk)
+        else:
+            queued.append(pk)
+    steps = WorkflowStep.objects.db_manager(using)
+    for chunk in chunks(held):
+        steps.filter(pk__in=chunk).update(key_held=True)
+    for chunk in chunks([pk for pk in queued if pk in keyed_ids]):
+        steps.filter(pk__in=chunk, key_held=True).update(key_held=False)
+    return queued, held
+
+
+def release_held_steps(using: str, now: datetime, notify: Notify, limit: int = 500) -> StepChanges:
+    """Queue the steps left waiting for a unique key (``key_held``) whose key is free now.
+
+    Under their workflows' locks, as every release is; a held step whose workflow
+    was cancelled meanwhile is only unmarked.
+    """
+    steps = WorkflowStep.objects.db_manager(using)
+    with transaction.atomic(using=using):
+        rows = list(steps.filter(key_held=True).values_list("pk", "workflow_id", "job__status")[:limit])
+        if not rows:
+            return StepChanges()
+        gone = [pk for pk, _, status in rows if status != JobStatus.WAITING]
+        for chunk in chunks(gone):
+            steps.filter(pk__in=chunk).update(key_held=False)
+        waiting = [(pk, workflow_id) for pk, workflow_id, status in rows if status == JobStatus.WAITING]
+        workflows = lock_workflows(using, {workflow_id for _, workflow_id in waiting})
+        settling = Settling(using, now, workflows, notify)
+        settling.release([pk for pk, _ in waiting])
+        settling.changes.held = []  # told when they were first held
+        return settling.changes
 
 
 def end_if_done(workflow: Workflow, now: datetime) -> bool:
@@ -344,11 +408,23 @@ def insert_workflow(
     steps: Sequence[WorkflowStep],
     edges: Sequence[StepDependency],
 ) -> None:
-    """Write a workflow and all its steps; the caller's transaction makes it all or nothing."""
+    """Write a workflow and all its steps; the caller's transaction makes it all or nothing.
+
+    Steps that wait for nothing are written ``queued``, except those with a unique key:
+    written ``waiting``, they are queued as a release would (:func:`queue_steps`).
+    """
     workflow.save(force_insert=True, using=using)
     store.insert_rows(jobs, using)
     store.insert_rows(steps, using)
     store.insert_rows(edges, using)
+    starting = {step.job_id for step in steps if step.waiting_for == 0}
+    keyed = [job.pk for job in jobs if job.unique_while and job.pk in starting]
+    if keyed:
+        queued, _ = queue_steps(using, keyed)
+        queued_now = set(queued)
+        for job in jobs:
+            if job.pk in queued_now:
+                job.status = JobStatus.QUEUED
     for queue in sorted({job.queue_name for job in jobs if job.status == JobStatus.QUEUED}):
         store.notify(using, queue)
 
@@ -435,7 +511,8 @@ def retry_workflow(using: str, workflow_id: Any, now: datetime, notify: Notify) 
         waiting_for = blockers(using, again)
         queued = sorted(step for step in again if not waiting_for[step])
         waiting = sorted(step for step in again if waiting_for[step])
-        reopen_steps(using, queued, waiting, waiting_for, now)
+        queued, held = reopen_steps(using, queued, waiting, waiting_for, now)
+        waiting = [*waiting, *held]
         workflow.status, workflow.finished_at, workflow.steps_failed = WorkflowStatus.RUNNING, None, 0
         workflow.steps_finished = jobs.filter(workflow=workflow, status__in=FINISHED_STATUSES).count()
         workflow.save(using=using, update_fields=COUNT_FIELDS)
@@ -462,16 +539,16 @@ def blockers(using: str, again: set[Any]) -> Counter[Any]:
 
 def reopen_steps(
     using: str, queued: Sequence[Any], waiting: Sequence[Any], waiting_for: Counter[Any], now: datetime
-) -> None:
+) -> tuple[list[Any], list[Any]]:
     """Queue ``queued`` and make ``waiting`` wait again, each counting ``waiting_for`` dependencies.
 
     The queued ones that take their dependency's result get it again (it may never
-    have been passed: a step cancelled before its release).
+    have been passed: a step cancelled before its release). Returns :func:`queue_steps`'
+    ``(queued, held)``: a step whose unique key another job holds waits for it.
     """
     jobs = Job.objects.db_manager(using)
-    for ids, status in ((queued, JobStatus.QUEUED), (waiting, JobStatus.WAITING)):
-        for chunk in chunks(ids):
-            jobs.filter(pk__in=chunk).update(status=status, due_at=now, **RETRY_FIELDS)
+    for chunk in chunks([*queued, *waiting]):
+        jobs.filter(pk__in=chunk).update(status=JobStatus.WAITING, due_at=now, **RETRY_FIELDS)
     by_count: dict[int, list[Any]] = defaultdict(list)
     for step in [*queued, *waiting]:
         by_count[waiting_for[step]].append(step)
@@ -483,6 +560,7 @@ def reopen_steps(
     for chunk in chunks(queued):
         takers += steps.filter(pk__in=chunk, takes_result=True).values_list("pk", flat=True)
     pass_results(using, takers)
+    return queue_steps(using, queued)
 
 
 def prune_empty_workflows(using: str, limit: int) -> int:

@@ -246,6 +246,20 @@ class Firing(SupervisorDuty):
         return 0
 
 
+class HeldSteps(SupervisorDuty):
+    """Queue workflow steps that wait for their unique key once the job holding it leaves scope."""
+
+    def run(self, now: datetime) -> int:
+        return release_held_steps(now, self.using)
+
+
+def release_held_steps(now: datetime, using: str) -> int:
+    """One pass of :class:`HeldSteps` (``drain()`` runs it too); how many steps it queued."""
+    changes = steps.release_held_steps(using, now, store.for_connection(using).notify)
+    step_changes.announce(changes, using)
+    return len(changes.released)
+
+
 class Pruner(SupervisorDuty):
     """Apply ``RETENTION``, a bounded share per pass so that rescue never waits long."""
 

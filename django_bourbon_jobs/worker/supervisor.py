@@ -82,6 +82,7 @@ class Supervisor:
         self.duties: list[maintenance.SupervisorDuty] = [
             maintenance.Rescuer(config.using, interval),
             maintenance.Pruner(config.using, interval),
+            maintenance.HeldSteps(config.using, every=1.0),
         ]
         if periodic:
             self.duties.append(maintenance.Firing(config.using, every=1.0, firer=PeriodicFirer(config.using)))
