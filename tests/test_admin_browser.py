@@ -155,3 +155,50 @@ def test_every_column_of_the_job_lists_is_on_screen(live_server, transactional_d
             assert all(name in names for name in wanted), (url, names)
             cut = [name for name, right in headers if right > visible_right + 1]
             assert cut == [], f"{url} at {width} px: {cut} past the right edge ({visible_right:.0f} px)"
+
+
+def test_operator_follows_a_failed_workflow_from_its_graph_and_retries_it(
+    live_server, transactional_db, operator
+):
+    """The workflow list, the SVG graph drawn by the server, a step's link to its job, retry."""
+    from playwright.sync_api import expect
+
+    from django_bourbon_jobs.workflows import Workflow
+    from tests import workflow_tasks as wt
+
+    wf = Workflow("nightly import")
+    wf.add("fetch", wt.add_one, 1)
+    wf.add("parse", wt.breaks, "bad feed", after=["fetch"])
+    wf.add("index", wt.add_one, after=["fetch"])
+    wf.add("notify", wt.total, {"user_id": 7}, after=["parse", "index"])
+    run = wf.dispatch()
+    drain()
+    parse_id = run.steps["parse"].id
+
+    with chromium_page(live_server.url) as page:
+        log_in(page, *operator)
+        page.goto("/admin/bourbon_jobs/workflow/")
+        row = page.locator("#result_list tr", has_text="nightly import")
+        expect(row).to_contain_text("Failed")
+        expect(row).to_contain_text("4/4")
+        row.locator(f"a[href*='{run.id}']").first.click()
+
+        graph = page.locator("svg#bourbon-workflow-graph")
+        expect(graph).to_be_visible()
+        expect(graph.locator("rect")).to_have_count(4)
+        expect(graph.locator(".bourbon-node-failed")).to_have_count(1)
+        expect(graph.locator(".bourbon-node-cancelled")).to_have_count(1)
+        box = graph.bounding_box()
+        assert box is not None and box["width"] <= 1280, "the graph fits the page"
+
+        graph.locator(f"a[href*='{parse_id}']").click()
+        expect(page.locator(".bourbon-traceback").first).to_contain_text("step broke: bad feed")
+        page.go_back()
+
+        page.click("button:has-text('Retry failed steps')")
+        expect(page.locator(".messagelist")).to_contain_text("Retrying.")
+        expect(graph.locator(".bourbon-node-failed")).to_have_count(0)
+        expect(graph.locator(".bourbon-node-queued")).to_have_count(1)
+
+    statuses = dict(Job.objects.filter(workflow_id=run.id).values_list("workflow_step__name", "status"))
+    assert statuses == {"fetch": "succeeded", "parse": "queued", "index": "succeeded", "notify": "waiting"}
