@@ -122,6 +122,13 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+ONCE_PER_RUN = (
+    "runs once per tox run, in py313-sqlite (tox.ini's BOURBON_TEST_ONCE_PER_RUN): "
+    "it depends on neither the test database nor the Python version"
+)
+once_per_run = pytest.mark.skipif(os.environ.get("BOURBON_TEST_ONCE_PER_RUN") == "0", reason=ONCE_PER_RUN)
+"""For a test of the shipped package or of a project on its own SQLite file; run everywhere outside tox."""
+
 needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 
@@ -246,3 +253,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if skipped:
         terminalreporter.section("browser tests NOT run", sep="!", yellow=True, bold=True)
         terminalreporter.line(f"{len(skipped)} skipped: {MISSING}", yellow=True, bold=True)
+    elsewhere = [
+        report for report in terminalreporter.stats.get("skipped", []) if ONCE_PER_RUN in str(report.longrepr)
+    ]
+    if elsewhere:
+        terminalreporter.line(f"{len(elsewhere)} skipped here: {ONCE_PER_RUN}", yellow=True)
