@@ -207,8 +207,12 @@ def test_two_namespaces_on_one_redis_never_hear_each_other(redis_server: RedisSe
 
 
 @needs_redis_server
-def test_every_reader_of_a_process_shares_one_redis_connection(redis_server: RedisServer) -> None:
+def test_every_reader_of_a_process_shares_one_redis_connection(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Past ~100 streams a connection per stream ran the pool dry; one subscription client serves them all."""
+    # Each reader waits for the hub's next tick to subscribe: 300 of them one after another took 300 ticks.
+    monkeypatch.setattr(subscribe, "TICK", 0.002)
     client = redis.Redis(port=redis_server.port)
 
     def pubsub_clients() -> int:
