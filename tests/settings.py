@@ -45,6 +45,9 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "/static/"
+# Django's default hasher costs about a second per password here (each admin_user, create_user(password=...),
+# login and Basic-auth request); no test is about password hashing, and workers never hash.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 DB_KIND = os.environ.get("BOURBON_TEST_DB", "sqlite")
 SQLITE_PATH = os.environ.get("BOURBON_TEST_SQLITE", str(BASE_DIR.parent / ".test-db.sqlite3"))

@@ -34,14 +34,15 @@ def explain_claim(queues=()):
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
-@pytest.mark.parametrize("queues", [(), ("default", "emails")])
-def test_claim_uses_the_partial_index_not_a_table_scan(queues):
+def test_claim_uses_the_partial_index_not_a_table_scan():
+    """For every queue and for named queues, on one fill of 220,000 rows (each fill costs seconds)."""
     with connection.cursor() as cursor:
         cursor.execute(FILL, ["succeeded", "2026-01-01T00:00:00Z", 200_000])
         cursor.execute(FILL, ["queued", None, 20_000])
-    plan = explain_claim(queues)
-    assert "bourbon_job_claim" in plan, plan
-    assert "Seq Scan" not in plan, plan
+    for queues in [(), ("default", "emails")]:
+        plan = explain_claim(queues)
+        assert "bourbon_job_claim" in plan, (queues, plan)
+        assert "Seq Scan" not in plan, (queues, plan)
 
 
 # What ANALYZE knows of limit_key stays: every job is unlimited, as in a system without limits.

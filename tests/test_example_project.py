@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, once_per_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, once_per_run]
 
 
 def test_demo_runs_every_job_to_its_expected_end(tmp_path):

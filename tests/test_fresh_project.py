@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, once_per_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, once_per_run]
 
 PYTEST_OPTIONS = ["--ds=tests.fresh_project.settings", "-p", "no:randomly", "-p", "no:cacheprovider", "-q"]
 

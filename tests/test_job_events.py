@@ -207,8 +207,12 @@ def test_two_namespaces_on_one_redis_never_hear_each_other(redis_server: RedisSe
 
 
 @needs_redis_server
-def test_every_reader_of_a_process_shares_one_redis_connection(redis_server: RedisServer) -> None:
+def test_every_reader_of_a_process_shares_one_redis_connection(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Past ~100 streams a connection per stream ran the pool dry; one subscription client serves them all."""
+    # Each reader waits for the hub's next tick to subscribe: 300 of them one after another took 300 ticks.
+    monkeypatch.setattr(subscribe, "TICK", 0.002)
     client = redis.Redis(port=redis_server.port)
 
     def pubsub_clients() -> int:
@@ -243,3 +247,19 @@ def test_without_redis_one_poller_reads_every_watched_job_and_wakes_only_the_cha
         assert [reader.wait(0) for reader in readers].count(True) == 0, "only job 42's reader woke"
         Job.objects.filter(pk=jobs[7].pk).delete()
         assert readers[7].wait(5) is True, "a job that is gone wakes its reader (whose stream then ends)"
+
+
+def test_a_reader_that_comes_while_the_poller_waits_longer_is_read_on_its_own_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once nobody watches, the poller's thread waits MAX_RETRY; a new stream must not wait that out."""
+    monkeypatch.setattr(subscribe, "MAX_RETRY", 60.0)
+    monkeypatch.setattr(subscribe, "pollers", subscribe._PerProcess(lambda _: subscribe.JobPoller()))
+    first, second = make_job(), make_job()
+    with JobEvents.for_job(first.pk, poll_interval=60) as slow:
+        assert slow.wait(5) is True, "the thread's first read"
+    # The thread has read once and now waits 60 s, with nobody watching.
+    with JobEvents.for_job(second.pk, poll_interval=0.05) as events:
+        assert events.wait(5) is True, "read at once, not after the thread's 60 s"
+        Job.objects.filter(pk=second.pk).update(progress={"current": 1})
+        assert events.wait(5) is True

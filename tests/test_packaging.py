@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import once_per_run
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_bourbon_jobs"
 
@@ -37,6 +39,7 @@ def test_importing_the_package_loads_nothing_until_a_name_is_used():
     assert done.returncode == 0, done.stderr + done.stdout
 
 
+@once_per_run
 def test_without_chromium_the_browser_tests_say_so_at_the_end():
     env = {**os.environ, "BOURBON_TEST_CHROMIUM": "/nonexistent/chromium", "PYTHONPATH": str(ROOT)}
     done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *NO_CACHE, BROWSER_TESTS], env=env)
@@ -81,6 +84,7 @@ else:
 }
 
 
+@once_per_run
 @pytest.mark.slow
 def test_the_wheel_installs_into_a_clean_venv_and_runs_a_job(tmp_path):
     """``python -m build`` as docs/getting-started.md shows it, then the wheel alone in a new venv."""

@@ -286,6 +286,10 @@ class JobPoller:
         self._intervals: dict[Subscription, float] = {}
         self._seen: dict[str, tuple[Any, ...] | None] = {}
         self._thread: threading.Thread | None = None
+        self._napping = MAX_RETRY
+        """How long the thread's current wait is (:data:`MAX_RETRY` while nobody watches)."""
+        self._kick = threading.Event()
+        """Ends that wait early: a watcher came that polls sooner than it."""
 
     def watch(self, job_id: object, interval: float) -> Subscription:
         key = str(job_id)
@@ -296,6 +300,8 @@ class JobPoller:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bourbon-job-poller", daemon=True)
                 self._thread.start()
+            elif interval < self._napping:
+                self._kick.set()  # its first read would wait out the longer interval (MAX_RETRY when idle)
         return subscription
 
     def unwatch(self, subscription: Subscription) -> None:
@@ -313,13 +319,14 @@ class JobPoller:
         while True:
             with self._lock:
                 keys = list(self._watchers)
-                interval = min(self._intervals.values(), default=MAX_RETRY)
+                interval = self._napping = min(self._intervals.values(), default=MAX_RETRY)
             if keys:
                 idle_since = time.monotonic()
                 self._wake(self._changed(keys))
             elif time.monotonic() - idle_since > IDLE_SECONDS and self._retire():
                 return
-            time.sleep(interval)
+            if self._kick.wait(interval):
+                self._kick.clear()
 
     def _retire(self) -> bool:
         with self._lock:

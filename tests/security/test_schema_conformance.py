@@ -48,7 +48,7 @@ def basic(name: str) -> dict[str, str]:
 def fast_passwords_and_short_streams(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Basic auth hashes the password on each request; a stream of a queued job would run 5 minutes."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    monkeypatch.setattr(JobViewSet, "stream_max_seconds", 0.3)
+    monkeypatch.setattr(JobViewSet, "stream_max_seconds", 0.05)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
