@@ -125,9 +125,15 @@ def test_a_worker_runs_the_circuit_through_and_signals_it(tmp_path, signals):
     finally:
         circuit_opened.disconnect(service_recovers)
     jobs = list(Job.objects.filter(pk__in=ids).order_by("last_attempted_at"))
-    assert [job.status for job in jobs] == [JobStatus.FAILED] * 3 + [JobStatus.SUCCEEDED] * 3
+    statuses = [job.status for job in jobs]
+    failed = statuses.count(JobStatus.FAILED)
+    # The worker may claim the next job while the third failure's outcome is still being
+    # written: an attempt already under way when the circuit opens runs and fails too
+    # (documented). Every job after the trial succeeds.
+    assert 3 <= failed < 6, statuses
+    assert statuses == [JobStatus.FAILED] * failed + [JobStatus.SUCCEEDED] * (6 - failed)
     assert {job.attempts for job in jobs} == {1}
-    cooldown = (jobs[3].last_attempted_at - jobs[2].finished_at).total_seconds()
+    cooldown = (jobs[failed].last_attempted_at - jobs[2].finished_at).total_seconds()
     assert cooldown >= 1.0, "the trial started only after the cooldown"
     assert signals == [
         ("opened", "tests.tasks.guarded", 3),
