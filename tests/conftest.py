@@ -123,11 +123,12 @@ def is_postgres() -> bool:
 
 
 ONCE_PER_RUN = (
-    "runs once per tox run, in py313-sqlite (tox.ini's BOURBON_TEST_ONCE_PER_RUN): "
+    "runs once per tox run, in py313-postgres (tox.ini's BOURBON_TEST_ONCE_PER_RUN): "
     "it depends on neither the test database nor the Python version"
 )
 once_per_run = pytest.mark.skipif(os.environ.get("BOURBON_TEST_ONCE_PER_RUN") == "0", reason=ONCE_PER_RUN)
-"""For a test of the shipped package or of a project on its own SQLite file; run everywhere outside tox."""
+"""For a test of the shipped package, or of a project on a SQLite file or PostgreSQL cluster of its own;
+run everywhere outside tox."""
 
 needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

@@ -3,7 +3,8 @@
 The chaos command starts its own PostgreSQL cluster and redis-server on spare ports
 (never the machine's) and its own ``runworkers`` pools, so this test needs no
 database fixture; it runs when the suite runs on PostgreSQL, whose server binaries
-it then borrows. It takes about 30 s (at most a few minutes on a slow machine).
+it then borrows, and under tox in one such environment per run (``once_per_run``).
+It takes about 30 s (at most a few minutes on a slow machine).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import once_per_run
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(
     os.environ.get("CHAOS_PG_BIN")
@@ -30,6 +33,7 @@ TIMEOUT = 300
 
 pytestmark = [
     pytest.mark.slow,
+    once_per_run,
     pytest.mark.skipif(
         os.environ.get("BOURBON_TEST_DB") != "postgres",
         reason="the chaos run is PostgreSQL's (BOURBON_TEST_DB=postgres)",

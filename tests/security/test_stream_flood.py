@@ -27,13 +27,14 @@ import psycopg
 import pytest
 
 from bench.chaoslib.services import Postgres
-from tests.conftest import ROOT, RedisServer, needs_redis_server, subprocess_env
+from tests.conftest import ROOT, RedisServer, needs_redis_server, once_per_run, subprocess_env
 from tests.streams import EventReader, Uvicorn
 
 USERS = 30
 STREAMS_EACH = 10
 pytestmark = [
     needs_redis_server,
+    once_per_run,
     pytest.mark.skipif(
         os.environ.get("BOURBON_TEST_DB") != "postgres", reason="run with the PostgreSQL suite"
     ),
