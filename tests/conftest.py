@@ -123,7 +123,7 @@ def is_postgres() -> bool:
 
 
 ONCE_PER_RUN = (
-    "runs once per tox run, in py313-postgres (tox.ini's BOURBON_TEST_ONCE_PER_RUN): "
+    "runs once per tox run, in py313's PostgreSQL pass (tox.ini's BOURBON_TEST_ONCE_PER_RUN): "
     "it depends on neither the test database nor the Python version"
 )
 once_per_run = pytest.mark.skipif(os.environ.get("BOURBON_TEST_ONCE_PER_RUN") == "0", reason=ONCE_PER_RUN)
