@@ -25,7 +25,7 @@ Batches without workflow steps never come here (:meth:`PortableStore.record_outc
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -169,20 +169,21 @@ class Settling:
     def release(self, candidates: Sequence[Any]) -> None:
         """Queue the steps among ``candidates`` (waiting for nothing) still waiting, in running workflows."""
         running = [pk for pk, workflow in self.workflows.items() if workflow.status == WorkflowStatus.RUNNING]
-        ready: list[tuple[Any, bool, str]] = []
+        ready: list[tuple[Any, bool, str, str]] = []
         for chunk in chunks(candidates):
             rows = WorkflowStep.objects.db_manager(self.using).filter(
                 pk__in=chunk, job__status=JobStatus.WAITING, workflow_id__in=running
             )
-            ready += rows.values_list("pk", "takes_result", "job__queue_name")
+            ready += rows.values_list("pk", "takes_result", "job__queue_name", "job__unique_while")
         if not ready:
             return
-        pass_results(self.using, [step for step, takes, _ in ready if takes])
-        queued, held = queue_steps(self.using, [step for step, _, _ in ready])
+        pass_results(self.using, [step for step, takes, _, _ in ready if takes])
+        keyed = {step for step, _, _, scope in ready if scope}
+        queued, held = queue_steps(self.using, [step for step, _, _, _ in ready], keyed)
         self.changes.released += queued
         self.changes.held += held
         queued_now = set(queued)
-        new_queues = {queue for step, _, queue in ready if step in queued_now} - self.changes.queues
+        new_queues = {queue for step, _, queue, _ in ready if step in queued_now} - self.changes.queues
         for queue in sorted(new_queues):
             self.notify(self.using, queue)
         self.changes.queues |= new_queues
@@ -235,8 +236,9 @@ class Settling:
 COUNT_FIELDS = ["steps_finished", "steps_failed", "status", "finished_at"]
 
 
-def queue_steps(using: str, ids: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    """Make these waiting steps ``queued``; ``(queued, held)``, their ids.
+def queue_steps(using: str, ids: Sequence[Any], keyed: Collection[Any]) -> tuple[list[Any], list[Any]]:
+    """Make these waiting steps ``queued``; ``(queued, held)``, their ids. ``keyed``: those of
+    ``ids`` with a unique key (the callers have read it already).
 
     A step with a unique key is queued only if no other job of its task holds that
     key (the partial unique constraints decide, as for any enqueue); otherwise it
@@ -246,21 +248,19 @@ def queue_steps(using: str, ids: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     order (one order for everybody, so two releases never wait on each other).
     """
     jobs = Job.objects.db_manager(using)
-    keyed: list[tuple[str, str, str, Any]] = []
-    for chunk in chunks(ids):
-        rows = jobs.filter(pk__in=chunk).exclude(unique_while="")
-        keyed += rows.values_list("task_path", "unique_while", "unique_key", "pk")
-    keyed_ids = {row[-1] for row in keyed}
-    queued = [pk for pk in ids if pk not in keyed_ids]
+    queued = [pk for pk in ids if pk not in keyed]
     for chunk in chunks(queued):
         jobs.filter(pk__in=chunk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED)
+    keys: list[tuple[str, str, str, Any]] = []
+    for chunk in chunks(list(keyed)):
+        keys += jobs.filter(pk__in=chunk).values_list("task_path", "unique_while", "unique_key", "pk")
     held: list[Any] = []
-    taken: set[tuple[Any, ...]] = set()
-    for *key, pk in sorted(keyed, key=lambda row: (*row[:3], str(row[3]))):
-        if tuple(key) in taken:  # queued just now, or found held: the others with it wait
+    taken: set[tuple[str, str, str]] = set()
+    for task_path, scope, key, pk in sorted(keys, key=lambda row: (*row[:3], str(row[3]))):
+        if (task_path, scope, key) in taken:  # queued just now, or found held: the others with it wait
             held.append(pk)
             continue
-        taken.add(tuple(key))
+        taken.add((task_path, scope, key))
         try:
             with transaction.atomic(using=using):
                 jobs.filter(pk=pk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED)
@@ -271,7 +271,7 @@ def queue_steps(using: str, ids: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     steps = WorkflowStep.objects.db_manager(using)
     for chunk in chunks(held):
         steps.filter(pk__in=chunk).update(key_held=True)
-    for chunk in chunks([pk for pk in queued if pk in keyed_ids]):
+    for chunk in chunks([pk for pk in queued if pk in keyed]):
         steps.filter(pk__in=chunk, key_held=True).update(key_held=False)
     return queued, held
 
@@ -420,7 +420,7 @@ def insert_workflow(
     starting = {step.job_id for step in steps if step.waiting_for == 0}
     keyed = [job.pk for job in jobs if job.unique_while and job.pk in starting]
     if keyed:
-        queued, _ = queue_steps(using, keyed)
+        queued, _ = queue_steps(using, keyed, set(keyed))
         queued_now = set(queued)
         for job in jobs:
             if job.pk in queued_now:
@@ -557,10 +557,17 @@ def reopen_steps(
         for chunk in chunks(ids):
             steps.filter(pk__in=chunk).update(waiting_for=count)
     takers: list[Any] = []
+    keyed: set[Any] = set()
     for chunk in chunks(queued):
-        takers += steps.filter(pk__in=chunk, takes_result=True).values_list("pk", flat=True)
+        for step, takes_result, scope in steps.filter(pk__in=chunk).values_list(
+            "pk", "takes_result", "job__unique_while"
+        ):
+            if takes_result:
+                takers.append(step)
+            if scope:
+                keyed.add(step)
     pass_results(using, takers)
-    return queue_steps(using, queued)
+    return queue_steps(using, queued, keyed)
 
 
 def prune_empty_workflows(using: str, limit: int) -> int:

@@ -45,9 +45,8 @@ def basic(name: str) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def fast_passwords_and_short_streams(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Basic auth hashes the password on each request; a stream of a queued job would run 5 minutes."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def short_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of a queued job would run 5 minutes (tests/settings.py makes passwords fast to hash)."""
     monkeypatch.setattr(JobViewSet, "stream_max_seconds", 0.05)
 
 
